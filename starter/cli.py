@@ -1,0 +1,146 @@
+"""``goldenroute``: run the engine and talk to it from outside."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import structlog
+from temporalio.service import RPCError
+
+from worker.logging import configure_logging
+from worker.settings import Settings, SettingsError
+
+log = structlog.get_logger(__name__)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"goldenroute: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    try:
+        return asyncio.run(args.command(settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except (RuntimeError, RPCError, OSError) as error:
+        print(f"goldenroute: {error}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="goldenroute", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    dev = commands.add_parser("dev", help="run the embedded dev stack: Temporal dev server + Web UI, PostgreSQL, worker")
+    dev.set_defaults(command=_dev)
+
+    worker = commands.add_parser("worker", help="run a worker against TEMPORAL_ADDRESS and DATABASE_URL")
+    worker.set_defaults(command=_worker)
+
+    send = commands.add_parser("send", help="validate events (JSON or NDJSON) and forward the valid ones")
+    send.add_argument("file", help="event file, or - for standard input")
+    send.set_defaults(command=_send)
+
+    state = commands.add_parser("state", help="show one member's lifecycle state and planned touches")
+    state.add_argument("member_id")
+    state.add_argument("--json", action="store_true", help="print the state as JSON")
+    state.set_defaults(command=_state)
+    return parser
+
+
+async def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.devstack import DevStack
+    from worker.main import run_worker
+
+    async with DevStack(settings) as stack:
+        running = stack.settings
+        print(
+            f"goldenroute dev stack is up\n"
+            f"  Temporal:  {running.temporal_address} (namespace {running.temporal_namespace})\n"
+            f"  Web UI:    {stack.ui_url or '(external Temporal)'}\n"
+            f"  Postgres:  {running.database_url}\n"
+            f"  Worker:    task queue {running.task_queue}\n"
+            f"Send events with `goldenroute send examples/sample_converts.ndjson`; Ctrl-C stops everything.",
+            file=sys.stderr, flush=True,
+        )
+        await run_worker(running)
+    return 0
+
+
+async def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.main import run_worker
+
+    await run_worker(settings.with_dev_stack())
+    return 0
+
+
+async def _send(settings: Settings, args: argparse.Namespace) -> int:
+    from activities.db import create_pool
+    from starter.ingress import forward, parse_lines, strip_contacts
+    from worker.client import connect
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    parsed = parse_lines(text)
+    for rejected in parsed.rejected:
+        print(f"rejected {rejected}", file=sys.stderr)
+    settings = settings.with_dev_stack()
+    if parsed.events:
+        if not settings.database_url:
+            raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
+        client = await connect(settings)
+        pool = await create_pool(settings.database_url, max_size=2)
+        try:
+            events = await strip_contacts(pool, parsed.events)
+        finally:
+            await pool.close()
+        result = await forward(client, events, settings.task_queue)
+        for refusal in result.refused:
+            print(f"refused {refusal}", file=sys.stderr)
+        print(f"sent {result.signalled} events to {result.members} members; "
+              f"rejected {len(parsed.rejected)} invalid lines")
+    else:
+        print(f"sent 0 events; rejected {len(parsed.rejected)} invalid lines")
+    return 1 if parsed.rejected else 0
+
+
+async def _state(settings: Settings, args: argparse.Namespace) -> int:
+    from worker.client import connect
+    from workflows.member import MemberWorkflow, workflow_id
+
+    client = await connect(settings.with_dev_stack())
+    handle = client.get_workflow_handle(workflow_id(args.member_id))
+    view = await handle.query(MemberWorkflow.state)
+    if args.json:
+        print(view.model_dump_json(indent=2))
+        return 0
+    print(f"member        {view.member_id}")
+    print(f"stage         {view.stage.value}")
+    print(f"F             {view.purchase_count}")
+    print(f"subscription  {view.subscription_status.value}")
+    print(f"registered    {_when(view.registered_at)}")
+    print(f"last purchase {_when(view.last_main_purchase_at)}")
+    print(f"channels      consented {_names(view.consented_channels)}, reachable {_names(view.reachable_channels)}")
+    print(f"next touch    {_when(view.next_touch_at)}")
+    for touch in sorted(view.planned, key=lambda t: t.due_at):
+        print(f"  {_when(touch.due_at)}  {touch.scenario} {touch.step}")
+    return 0
+
+
+def _when(moment) -> str:
+    return moment.isoformat(timespec="minutes") if moment else "-"
+
+
+def _names(channels) -> str:
+    return ",".join(c.value for c in channels) or "none"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""The ingress: validate order-system events, keep contacts out of workflows, forward by signal-with-start.
+
+Every path into the engine (CLI, HTTP, CSV import) goes through here, so there
+is one event schema and one place where personal data is taken off an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+
+import asyncpg
+from temporalio.client import Client
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from activities.contacts import reachable_channels, store_contacts
+from workflows.events import Contact, InvalidEvent, MemberEvent, MemberRegistered, parse_event
+from workflows.member import MemberWorkflow, workflow_id
+from workflows.messages import MemberInput
+
+# How many members are signalled at once; one member's events go in order.
+CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class Rejected:
+    line: int
+    problems: list[str]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: " + "; ".join(self.problems)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    events: list[MemberEvent]
+    rejected: list[Rejected]
+
+
+def parse_lines(text: str) -> Parsed:
+    """Validate NDJSON (one event a line), one JSON object, or a JSON array (item N = line N)."""
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as error:
+            return Parsed([], [Rejected(error.lineno, [f"(file): invalid JSON array: {error.msg}"])])
+        numbered = [(n, item) for n, item in enumerate(items, start=1)]
+    elif stripped.startswith("{") and _is_single_object(stripped):
+        numbered = [(1, stripped)]
+    else:
+        numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    events, rejected = [], []
+    for number, raw in numbered:
+        try:
+            if not isinstance(raw, (str, dict)):
+                raise InvalidEvent(["(event): must be a JSON object"])
+            events.append(parse_event(raw))
+        except InvalidEvent as error:
+            rejected.append(Rejected(number, error.problems))
+    return Parsed(events, rejected)
+
+
+def _is_single_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+async def strip_contacts(conn: asyncpg.Pool | asyncpg.Connection, events: list[MemberEvent]) -> list[MemberEvent]:
+    """Store each registration's contact in PostgreSQL and replace it by the channels it makes reachable."""
+    registrations = [e for e in events if isinstance(e, MemberRegistered)]
+    if not registrations:
+        return events
+    merged: dict[str, dict] = defaultdict(dict)
+    for event in sorted(registrations, key=lambda e: e.occurred_at):
+        if event.contact is not None:
+            merged[event.member_id].update(event.contact.model_dump(exclude_none=True))
+    reachable = await store_contacts(conn, {m: Contact(**fields) for m, fields in merged.items()})
+    missing = sorted({e.member_id for e in registrations} - reachable.keys())
+    reachable |= await reachable_channels(conn, missing)
+    return [
+        e.model_copy(update={"contact": None, "reachable": reachable.get(e.member_id, frozenset())})
+        if isinstance(e, MemberRegistered) else e
+        for e in events
+    ]
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    signalled: int
+    members: int
+    refused: list[str]  # "member: why", e.g. an erased member
+
+
+async def forward(client: Client, events: list[MemberEvent], task_queue: str) -> Forwarded:
+    """Signal-with-start each event to its member's workflow: one signal per event."""
+    if any(isinstance(e, MemberRegistered) and e.contact is not None for e in events):
+        raise ValueError("contact data must be stripped before events reach a workflow")
+    by_member: dict[str, list[MemberEvent]] = defaultdict(list)
+    for event in events:
+        by_member[event.member_id].append(event)
+    gate = asyncio.Semaphore(CONCURRENCY)
+    refused: list[str] = []
+    signalled = 0
+
+    async def send_member(member_id: str, member_events: list[MemberEvent]) -> None:
+        nonlocal signalled
+        async with gate:
+            for event in member_events:
+                try:
+                    await signal_with_start(client, event, task_queue)
+                    signalled += 1
+                except WorkflowAlreadyStartedError:
+                    refused.append(f"{member_id}: member was erased; event {event.event_id} dropped")
+                    return
+
+    await asyncio.gather(*(send_member(m, evs) for m, evs in by_member.items()))
+    return Forwarded(signalled=signalled, members=len(by_member), refused=refused)
+
+
+async def signal_with_start(client: Client, event: MemberEvent, task_queue: str) -> None:
+    await client.start_workflow(
+        MemberWorkflow.run,
+        MemberInput(member_id=event.member_id),
+        id=workflow_id(event.member_id),
+        task_queue=task_queue,
+        start_signal="event",
+        start_signal_args=[event],
+        # An erased member's workflow completed: never start it again. A failed or
+        # terminated one may be started afresh.
+        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+    )

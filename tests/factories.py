@@ -1,0 +1,52 @@
+"""Events as order systems send them, for tests and examples."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from workflows.events import MemberEvent, parse_event
+
+JST = ZoneInfo("Asia/Tokyo")
+_ids = itertools.count(1)
+
+
+def event(type: str, member_id: str, at: datetime, **fields) -> MemberEvent:
+    return parse_event({
+        "type": type, "event_id": f"{type}-{next(_ids)}", "member_id": member_id,
+        "occurred_at": at.isoformat(), **fields,
+    })
+
+
+def registered(member_id: str, at: datetime, *, line=True, email=True, sales_channel="online",
+               reachable=("line", "email", "dm")) -> MemberEvent:
+    e = event("member_registered", member_id, at, sales_channel=sales_channel,
+              consent={"email": email, "line": line, "sms": False, "push": False, "dm": True})
+    return e.model_copy(update={"reachable": frozenset(reachable)})
+
+
+def order(member_id: str, at: datetime, order_id: str, *, role="main", days_supply=30,
+          quantity=1, price=3980, subscription_id=None, extra_lines=()) -> MemberEvent:
+    lines = [{"sku": "KOSO-30", "role": role, "quantity": quantity, "days_supply": days_supply,
+              "unit_price": price}, *extra_lines]
+    fields = {"order_id": order_id, "lines": lines}
+    if subscription_id:
+        fields["subscription_id"] = subscription_id
+    return event("order_placed", member_id, at, **fields)
+
+
+def shipped(member_id: str, at: datetime, order_id: str) -> MemberEvent:
+    return event("order_shipped", member_id, at, order_id=order_id)
+
+
+def sample(member_id: str, at: datetime, order_id: str, days_supply=7) -> MemberEvent:
+    return event("sample_requested", member_id, at, order_id=order_id, sku="KOSO-SAMPLE", days_supply=days_supply)
+
+
+def jst(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=JST)
+
+
+def days(n: float) -> timedelta:
+    return timedelta(days=n)

@@ -1,0 +1,29 @@
+"""The one place that builds a Temporal client (and, for workers, the runtime with metrics)."""
+
+from __future__ import annotations
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+from worker.settings import Settings
+
+
+def metrics_runtime(port: int) -> Runtime | None:
+    """A runtime that serves the SDK's Prometheus metrics on ``port`` (0: none)."""
+    if port == 0:
+        return None
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{port}")))
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    if not settings.temporal_address:
+        raise RuntimeError(
+            "TEMPORAL_ADDRESS is not set and no dev stack is running: start one with `goldenroute dev`"
+        )
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        runtime=runtime,
+    )

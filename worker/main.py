@@ -1,0 +1,77 @@
+"""The worker: wires the pool, the activities and the workflow, and runs until told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import AsyncIterator
+
+import asyncpg
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import db
+from activities.contacts import ContactActivities
+from activities.delivery import DeliveryActivities
+from worker.client import connect, metrics_runtime
+from worker.settings import Settings
+from workflows.member import MemberWorkflow
+
+log = structlog.get_logger(__name__)
+
+# Activities in flight get this long to finish when the worker is asked to stop.
+GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+
+
+def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, **options) -> Worker:
+    """The one place that builds a worker; tests and ``goldenroute dev`` use it too."""
+    delivery = DeliveryActivities(pool)
+    contacts = ContactActivities(pool)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[MemberWorkflow],
+        activities=[delivery.deliver, contacts.erase_member],
+        max_cached_workflows=settings.max_cached_workflows,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        **options,
+    )
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
+    pool = await db.create_pool(settings.database_url)
+    try:
+        await db.migrate(pool)
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``), then let in-flight work finish."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    client = await connect(settings, metrics_runtime(settings.metrics_port))
+    async with database(settings) as pool:
+        worker = build_worker(client, pool, settings)
+        log.info("worker.started", task_queue=settings.task_queue, namespace=settings.temporal_namespace,
+                 temporal=settings.temporal_address, metrics_port=settings.metrics_port or None)
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            log.info("worker.stopping", grace_seconds=GRACEFUL_SHUTDOWN.total_seconds())
+            await worker.shutdown()
+        stopping.cancel()
+        await running
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.remove_signal_handler(signum)
+    log.info("worker.stopped")

@@ -1,0 +1,84 @@
+"""The one settings object: every process of goldenroute reads its configuration here.
+
+Environment variables win; when TEMPORAL_ADDRESS or DATABASE_URL is unset, the
+addresses of a running embedded dev stack (``goldenroute dev`` writes them to
+``$GOLDENROUTE_HOME/dev-stack.json``) are used, so ``goldenroute send`` in a
+second terminal finds the stack that ``goldenroute dev`` started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+DEV_STACK_FILE = "dev-stack.json"
+
+
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names the variable."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    temporal_address: str | None = Field(None, description="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", description="TEMPORAL_NAMESPACE")
+    task_queue: str = Field("goldenroute", description="TASK_QUEUE")
+    database_url: str | None = Field(None, description="DATABASE_URL")
+    log_format: Literal["json", "console"] = Field("console", description="LOG_FORMAT")
+    log_level: str = Field("INFO", description="LOG_LEVEL")
+    metrics_port: int = Field(9464, ge=0, le=65535, description="METRICS_PORT (0 disables)")
+    home: Path = Field(Path(".goldenroute"), description="GOLDENROUTE_HOME")
+    ui_port: int = Field(8233, ge=1, le=65535, description="TEMPORAL_UI_PORT (embedded dev server)")
+    temporal_port: int = Field(7233, ge=1, le=65535, description="TEMPORAL_PORT (embedded dev server)")
+    max_cached_workflows: int = Field(10_000, ge=0, description="MAX_CACHED_WORKFLOWS")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            variable = env_name(name)
+            if variable in environ and environ[variable] != "":
+                values[name] = environ[variable]
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{env_name(str(e['loc'][0]))}: {e['msg']}" for e in error.errors()
+            )
+            raise SettingsError(f"invalid setting — {problems}") from None
+
+    @property
+    def dev_stack_file(self) -> Path:
+        return self.home / DEV_STACK_FILE
+
+    def with_dev_stack(self) -> "Settings":
+        """Fill unset addresses from the running embedded dev stack, if there is one."""
+        if self.temporal_address and self.database_url:
+            return self
+        try:
+            running = json.loads(self.dev_stack_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return self
+        return self.model_copy(
+            update={
+                "temporal_address": self.temporal_address or running.get("temporal_address"),
+                "database_url": self.database_url or running.get("database_url"),
+            }
+        )
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a settings field (its description names it)."""
+    description = Settings.model_fields[field_name].description or field_name.upper()
+    return description.split()[0]
+
+
+def setting_names() -> list[str]:
+    """Every environment variable the settings object reads (docs and the compose test use it)."""
+    return [env_name(name) for name in Settings.model_fields]

@@ -1,0 +1,241 @@
+"""The order-system event contract (SPEC §2): one discriminated union on ``type``.
+
+Models are strict (no silent coercion of ``"3"`` into ``3``) and forbid unknown
+fields, so a malformed event is rejected at the edge with the field named.
+``occurred_at`` must carry its offset. Deterministic code only: this module is
+imported inside the workflow sandbox.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    LINE = "line"
+    SMS = "sms"
+    PUSH = "push"
+    DM = "dm"
+    INSERT = "insert"
+    CALL_CENTER = "call_center"
+    WEB = "web"
+
+
+# Channels a member opts into; inserts, call-centre tasks and web banners need no consent.
+CONSENT_CHANNELS = (Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.PUSH, Channel.DM)
+
+
+class SalesChannel(StrEnum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class LineRole(StrEnum):
+    MAIN = "main"
+    CROSS = "cross"
+    TRIAL = "trial"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=200)]
+Days = Annotated[int, Field(gt=0, le=3650)]
+
+
+class _Event(_Model):
+    event_id: NonEmpty
+    member_id: NonEmpty
+    occurred_at: AwareDatetime
+
+
+class Consent(_Model):
+    email: bool = False
+    line: bool = False
+    sms: bool = False
+    push: bool = False
+    dm: bool = False
+
+
+class Contact(_Model):
+    """Personal data: stored by the ingress in PostgreSQL, never signalled to a workflow."""
+
+    email: str | None = None
+    phone: str | None = None
+    line_user_id: str | None = None
+    postal_address: str | None = None
+    push_token: str | None = None
+
+
+class MemberRegistered(_Event):
+    type: Literal["member_registered"]
+    sales_channel: SalesChannel = SalesChannel.ONLINE
+    consent: Consent = Consent()
+    contact: Contact | None = None
+    # Set by the ingress from the stored contact data: which channels can reach the member.
+    reachable: frozenset[Channel] | None = None
+    timezone: str = "Asia/Tokyo"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r}") from None
+        return value
+
+
+class SampleRequested(_Event):
+    type: Literal["sample_requested"]
+    order_id: NonEmpty
+    sku: NonEmpty
+    days_supply: Days
+
+
+class OrderLine(_Model):
+    sku: NonEmpty
+    role: LineRole
+    quantity: Annotated[int, Field(gt=0, le=1000)] = 1
+    days_supply: Days
+    unit_price: Annotated[int, Field(ge=0)] = 0
+
+
+class OrderPlaced(_Event):
+    type: Literal["order_placed"]
+    order_id: NonEmpty
+    lines: Annotated[tuple[OrderLine, ...], Field(min_length=1, max_length=100)]
+    sales_channel: SalesChannel = SalesChannel.ONLINE
+    subscription_id: NonEmpty | None = None
+
+
+class OrderShipped(_Event):
+    type: Literal["order_shipped"]
+    order_id: NonEmpty
+
+
+class OrderCancelled(_Event):
+    type: Literal["order_cancelled"]
+    order_id: NonEmpty
+
+
+class SubscriptionStarted(_Event):
+    type: Literal["subscription_started"]
+    subscription_id: NonEmpty
+    sku: NonEmpty
+    interval_days: Days
+
+
+class SubscriptionPaused(_Event):
+    type: Literal["subscription_paused"]
+    subscription_id: NonEmpty
+
+
+class SubscriptionResumed(_Event):
+    type: Literal["subscription_resumed"]
+    subscription_id: NonEmpty
+
+
+class SubscriptionCancelled(_Event):
+    type: Literal["subscription_cancelled"]
+    subscription_id: NonEmpty
+
+
+class SubscriptionIntervalChanged(_Event):
+    type: Literal["subscription_interval_changed"]
+    subscription_id: NonEmpty
+    interval_days: Days
+
+
+class ChurnSignal(_Event):
+    type: Literal["churn_signal"]
+    signal: NonEmpty
+
+
+class ConsentChanged(_Event):
+    type: Literal["consent_changed"]
+    channel: Literal["email", "line", "sms", "push", "dm"]
+    granted: bool
+
+
+class MemberErased(_Event):
+    type: Literal["member_erased"]
+
+
+MemberEvent = Annotated[
+    Union[
+        MemberRegistered,
+        SampleRequested,
+        OrderPlaced,
+        OrderShipped,
+        OrderCancelled,
+        SubscriptionStarted,
+        SubscriptionPaused,
+        SubscriptionResumed,
+        SubscriptionCancelled,
+        SubscriptionIntervalChanged,
+        ChurnSignal,
+        ConsentChanged,
+        MemberErased,
+    ],
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[MemberEvent] = TypeAdapter(MemberEvent)
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks the contract; ``problems`` names each field and what is wrong."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def parse_event(raw: str | bytes | dict) -> MemberEvent:
+    """Validate one event from JSON text or a decoded JSON object."""
+    try:
+        if isinstance(raw, dict):
+            # Decoded JSON still holds ISO strings for datetimes: validate in JSON mode.
+            return EVENT_ADAPTER.validate_json(_dumps(raw))
+        return EVENT_ADAPTER.validate_json(raw)
+    except ValidationError as error:
+        raise InvalidEvent([_describe(e) for e in error.errors()]) from None
+
+
+def _describe(error: dict) -> str:
+    # loc starts with the union tag (the event type); drop it so the path reads like the JSON.
+    loc = [str(part) for part in error["loc"]]
+    if loc and loc[0] in EVENT_TYPES:
+        loc = loc[1:]
+    if error["type"].startswith("union_tag"):
+        loc = ["type"]
+    return f"{'.'.join(loc) or '(event)'}: {error['msg']}"
+
+
+def _dumps(raw: dict) -> str:
+    import json
+
+    return json.dumps(raw, ensure_ascii=False)
+
+
+EVENT_TYPES = frozenset(
+    model.model_fields["type"].annotation.__args__[0]
+    for model in MemberEvent.__origin__.__args__  # type: ignore[attr-defined]
+)

@@ -1,0 +1,191 @@
+"""MemberWorkflow: the thin durable shell around the pure core.
+
+One workflow per member (id ``member-{member_id}``). Order systems signal-with-start
+it, one event per signal. The loop folds new events into the state, lets the
+policy decide every touch that is due, hands each to the delivery activity, and
+then sleeps on exactly one durable wait: until the next planned touch, the next
+stage change (dormancy), or the next event, whichever comes first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contacts import ContactActivities
+    from activities.delivery import DeliveryActivities
+    from workflows import lifecycle, policy, scenarios, search
+    from workflows.events import MemberEvent
+    from workflows.lifecycle import MemberState, Stage
+    from workflows.messages import (
+        DeliveryRequest,
+        EraseRequest,
+        MemberInput,
+        MemberResult,
+        MemberStateView,
+        Timeline,
+    )
+    from workflows.touches import Outcome, PlannedTouch, TouchRecord
+
+# A channel outage must not lose a touch: retry with backoff for up to a day.
+DELIVERY_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
+DELIVERY_TIMEOUT = timedelta(seconds=30)
+DELIVERY_GIVE_UP = timedelta(days=1)
+# Erasure is a legal duty: retry until it succeeds.
+ERASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
+
+
+def workflow_id(member_id: str) -> str:
+    return f"member-{member_id}"
+
+
+@workflow.defn
+class MemberWorkflow:
+    @workflow.init
+    def __init__(self, input: MemberInput) -> None:
+        self._member_id = input.member_id
+        self._policy = input.policy
+        self._state: MemberState = input.state or lifecycle.new_member(input.member_id)
+        self._inbox: list[MemberEvent] = list(input.pending_events)
+        self._planned: dict[str, PlannedTouch] = {t.key: t for t in input.planned}
+
+    @workflow.signal
+    def event(self, event: MemberEvent) -> None:
+        """One order-system event. Validated at the edge; folded in by the main loop."""
+        self._inbox.append(event)
+
+    @workflow.query
+    def state(self) -> MemberStateView:
+        state = self._state
+        latest = state.latest_main_purchase()
+        return MemberStateView(
+            member_id=self._member_id,
+            stage=state.stage,
+            purchase_count=state.purchase_count,
+            subscription_status=state.subscription_status,
+            registered_at=state.registered_at,
+            last_main_purchase_at=latest.placed_at if latest else None,
+            next_touch_at=self._next_touch_at(),
+            planned=tuple(self._planned.values()),
+            consented_channels=tuple(c for c, granted in sorted(state.consent.items()) if granted),
+            reachable_channels=tuple(sorted(state.profile.reachable)),
+        )
+
+    @workflow.query
+    def timeline(self) -> Timeline:
+        return Timeline(member_id=self._member_id, touches=self._state.touches)
+
+    @workflow.run
+    async def run(self, input: MemberInput) -> MemberResult:
+        published = _current_search_attributes()
+        while True:
+            self._absorb_events()
+            await self._settle_touches()
+            published = _publish_search_attributes(self._state, self._next_touch_at(), published)
+            if self._state.stage is Stage.ERASED:
+                await self._erase()
+                return MemberResult(member_id=self._member_id, stage=self._state.stage)
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(MemberInput(
+                    member_id=self._member_id, policy=self._policy, state=self._state,
+                    pending_events=tuple(self._inbox), planned=tuple(self._planned.values()),
+                ))
+            await self._sleep_until_next()
+
+    def _absorb_events(self) -> None:
+        state = lifecycle.advance_clock(self._state, workflow.now())
+        for event in self._inbox:
+            state = lifecycle.apply(state, event)
+        self._inbox.clear()
+        self._state = state
+
+    async def _settle_touches(self) -> None:
+        """Give every touch that is due, or whose scenario has exited, its one outcome."""
+        now = workflow.now()
+        plan = scenarios.plan(self._state, self._policy.send_hour)
+        finished: list[tuple[PlannedTouch, policy.Decision]] = []
+        planned_now = {t.key for t in plan}
+        for key, touch in self._planned.items():
+            if key not in planned_now:  # its entry was replaced, or the member erased
+                reason = "exit:member_erased" if self._state.erased_at else "replaced:newer_entry"
+                finished.append((touch, policy.Decision(Outcome.CANCELLED, reason)))
+        for touch in plan:
+            if touch.cancelled_reason is not None or touch.due_at <= now:
+                finished.append((touch, policy.decide(self._state, touch, now, self._policy)))
+        self._planned = {t.key: t for t in plan if t.cancelled_reason is None and t.due_at > now}
+        for touch, decision in finished:
+            record = policy.to_record(touch, decision, now)
+            record = await self._deliver(touch, record)
+            self._state = lifecycle.record_touches(self._state, [record])
+
+    async def _deliver(self, touch: PlannedTouch, record: TouchRecord) -> TouchRecord:
+        request = DeliveryRequest(
+            member_id=self._member_id, key=record.key, scenario=record.scenario,
+            step=record.step, occurrence=record.occurrence, channel=record.channel,
+            outcome=record.outcome, reason=record.reason, due_at=record.due_at,
+            decided_at=record.decided_at, variant=record.variant, context=touch.context,
+        )
+        try:
+            await workflow.execute_activity_method(
+                DeliveryActivities.deliver, request,
+                start_to_close_timeout=DELIVERY_TIMEOUT,
+                schedule_to_close_timeout=DELIVERY_GIVE_UP,
+                retry_policy=DELIVERY_RETRY,
+            )
+        except workflow.ActivityError as error:
+            workflow.logger.warning("touch delivery failed", extra={"key": record.key, "error": str(error.cause)})
+            return record.model_copy(update={"outcome": Outcome.SUPPRESSED, "reason": "delivery_failed"})
+        return record
+
+    async def _erase(self) -> None:
+        await workflow.execute_activity_method(
+            ContactActivities.erase_member,
+            EraseRequest(member_id=self._member_id, requested_at=workflow.now()),
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=ERASE_RETRY,
+        )
+
+    def _next_touch_at(self) -> datetime | None:
+        return min((t.due_at for t in self._planned.values()), default=None)
+
+    async def _sleep_until_next(self) -> None:
+        """The one durable wait: the next touch, the next stage change, or the next event."""
+        moments = [m for m in (self._next_touch_at(), self._state.next_stage_change()) if m]
+        wake = min(moments, default=None)
+        timeout = max(wake - workflow.now(), timedelta(seconds=1)) if wake else None
+        try:
+            await workflow.wait_condition(
+                lambda: bool(self._inbox) or workflow.info().is_continue_as_new_suggested(),
+                timeout=timeout,
+            )
+        except asyncio.TimeoutError:
+            pass
+
+
+def _current_search_attributes() -> dict[str, object]:
+    attributes = workflow.info().typed_search_attributes
+    return {key.name: attributes.get(key) for key in search.ALL}
+
+
+def _publish_search_attributes(
+    state: MemberState, next_touch_at: datetime | None, published: dict[str, object]
+) -> dict[str, object]:
+    """Upsert the operator-facing search attributes, only those whose value changed."""
+    wanted = {
+        search.LIFECYCLE_STAGE: state.stage.value,
+        search.SUBSCRIPTION_STATUS: state.subscription_status.value,
+        search.PURCHASE_COUNT: state.purchase_count,
+        search.NEXT_TOUCH_AT: next_touch_at,
+    }
+    updates = []
+    for key, value in wanted.items():
+        if published.get(key.name) != value:
+            updates.append(key.value_set(value) if value is not None else key.value_unset())
+    if updates:
+        workflow.upsert_search_attributes(updates)
+    return {key.name: value for key, value in wanted.items()}

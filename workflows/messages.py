@@ -1,0 +1,91 @@
+"""Inputs and results of the member workflow, its queries and its activities.
+
+One model in, one model out, so fields can be added later with defaults.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from workflows.events import Channel, MemberEvent
+from workflows.lifecycle import MemberState, Stage, SubscriptionStatus
+from workflows.policy import PolicyConfig
+from workflows.touches import Outcome, PlannedTouch, TouchRecord
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MemberInput(_Message):
+    member_id: str
+    policy: PolicyConfig = PolicyConfig()
+    # Carried across continue-as-new: the state so far and events not yet folded in.
+    state: MemberState | None = None
+    pending_events: tuple[MemberEvent, ...] = ()
+    # Touches planned before continue-as-new, so one that vanishes later is still closed.
+    planned: tuple[PlannedTouch, ...] = ()
+
+
+class MemberResult(_Message):
+    member_id: str
+    stage: Stage
+
+
+class MemberStateView(_Message):
+    """The ``state`` query: what an operator asks of one member."""
+
+    member_id: str
+    stage: Stage
+    purchase_count: int
+    subscription_status: SubscriptionStatus
+    registered_at: datetime | None
+    last_main_purchase_at: datetime | None
+    next_touch_at: datetime | None
+    planned: tuple[PlannedTouch, ...]
+    consented_channels: tuple[Channel, ...]
+    reachable_channels: tuple[Channel, ...]
+
+
+class Timeline(_Message):
+    """The ``timeline`` query: every touch so far (the newest, in the carried state) with its outcome."""
+
+    member_id: str
+    touches: tuple[TouchRecord, ...]
+
+
+class DeliveryRequest(_Message):
+    """One touch with its decided outcome; only ``sent`` touches reach a channel adapter."""
+
+    member_id: str
+    key: str
+    scenario: str
+    step: str
+    occurrence: str
+    channel: Channel | None
+    outcome: Outcome
+    reason: str
+    due_at: datetime
+    decided_at: datetime
+    variant: str | None = None
+    context: dict[str, str] = {}
+
+
+class DeliveryResult(_Message):
+    key: str
+    recorded: bool  # False: the key was already recorded (a retry or a replay)
+    sent: bool
+    delivered_at: datetime | None = None
+
+
+class EraseRequest(_Message):
+    member_id: str
+    requested_at: datetime
+
+
+class EraseResult(_Message):
+    member_id: str
+    contacts_deleted: int
+    deliveries_redacted: int

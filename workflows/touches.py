@@ -1,0 +1,60 @@
+"""Touches: what the planner proposes and how each one ended.
+
+A touch is one step of one scenario entry for one member. Its idempotency key
+(member, scenario, step, occurrence) is computed here, inside the workflow, so a
+retried activity or a replayed workflow reuses it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from workflows.events import Channel
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    SUPPRESSED = "suppressed"
+    EXPIRED = "expired"
+    HOLDOUT = "holdout"
+    CANCELLED = "cancelled"
+
+
+class _Touch(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlannedTouch(_Touch):
+    key: str
+    scenario: str
+    step: str
+    occurrence: str
+    due_at: datetime
+    channel: Channel | None = None  # fixed by the step (insert, call_center); else routed by policy
+    upsell: bool = False
+    # Context the message template needs that is not personal data (sku, order id, run-out date).
+    context: dict[str, str] = {}
+    # Set when the scenario's exit already happened before the step was due.
+    cancelled_reason: str | None = None
+
+
+class TouchRecord(_Touch):
+    """The one outcome of a planned touch, with the rule that decided it."""
+
+    key: str
+    scenario: str
+    step: str
+    occurrence: str
+    due_at: datetime
+    outcome: Outcome
+    reason: str
+    channel: Channel | None = None
+    decided_at: datetime
+    variant: str | None = None
+
+
+def touch_key(member_id: str, scenario: str, step: str, occurrence: str) -> str:
+    return f"{member_id}:{scenario}:{step}:{occurrence}"
