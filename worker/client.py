@@ -27,3 +27,15 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
         data_converter=pydantic_data_converter,
         runtime=runtime,
     )
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Register goldenroute's custom search attributes (the time-skipping test server starts without them)."""
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+
+    from workflows import search
+
+    await client.operator_service.add_search_attributes(AddSearchAttributesRequest(
+        namespace=namespace,
+        search_attributes={key.name: int(key.indexed_value_type) for key in search.ALL},
+    ))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -12,6 +13,7 @@ import asyncpg
 import structlog
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import db
 from activities.contacts import ContactActivities
@@ -26,6 +28,25 @@ log = structlog.get_logger(__name__)
 GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
+
+def _restrictions() -> SandboxRestrictions:
+    """The default sandbox, less its proxy of ``zoneinfo.ZoneInfo``.
+
+    A ZoneInfo is deterministic for a given tzdata, and the proxy the sandbox wraps
+    it in is not a ``tzinfo``, so ``astimezone`` refuses it.
+    """
+    default = SandboxRestrictions.default
+    members = default.invalid_module_members
+    children = {name: m for name, m in members.children.items() if name != "zoneinfo"}
+    return dataclasses.replace(
+        default.with_passthrough_modules("zoneinfo"),
+        invalid_module_members=dataclasses.replace(members, children=children),
+    )
+
+
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=_restrictions())
+
+
 def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, **options) -> Worker:
     """The one place that builds a worker; tests and ``goldenroute dev`` use it too."""
     delivery = DeliveryActivities(pool)
@@ -35,6 +56,7 @@ def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, **optio
         task_queue=settings.task_queue,
         workflows=[MemberWorkflow],
         activities=[delivery.deliver, contacts.erase_member],
+        workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **options,

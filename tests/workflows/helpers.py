@@ -1,0 +1,69 @@
+"""Running the real MemberWorkflow with the real activities for a test."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import AsyncIterator
+
+import asyncpg
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from starter.ingress import signal_with_start
+from worker.main import build_worker
+from worker.settings import Settings
+from workflows.events import MemberEvent
+from workflows.member import MemberWorkflow, workflow_id
+from workflows.messages import MemberStateView, Timeline
+
+
+# Workflows a test started; terminated when its worker stops, so that they do not
+# hold up the time-skipping server's clock for the tests after it.
+_started: set[str] = set()
+
+
+@asynccontextmanager
+async def running_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
+    worker = build_worker(client, pool, Settings(task_queue=task_queue, max_cached_workflows=100))
+    try:
+        async with worker:
+            yield worker
+    finally:
+        for started in list(_started):
+            try:
+                await client.get_workflow_handle(started).terminate("test finished")
+            except RPCError:
+                pass  # already closed
+        _started.clear()
+
+
+async def send(client: Client, task_queue: str, *events: MemberEvent) -> WorkflowHandle:
+    for event in events:
+        await signal_with_start(client, event, task_queue)
+        _started.add(workflow_id(event.member_id))
+    return client.get_workflow_handle(workflow_id(events[0].member_id))
+
+
+async def state_of(handle: WorkflowHandle) -> MemberStateView:
+    return await handle.query(MemberWorkflow.state)
+
+
+async def timeline_of(handle: WorkflowHandle) -> Timeline:
+    return await handle.query(MemberWorkflow.timeline)
+
+
+async def touches_in_db(pool: asyncpg.Pool, member_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT scenario, step, channel, outcome, reason, planned_at, delivered_at"
+        " FROM touches WHERE member_id = $1 ORDER BY planned_at, step", member_id
+    )
+
+
+def local(moment: datetime) -> tuple[str, int, int]:
+    """(date, hour, minute) in Tokyo: what the shop's CRM team reads off a touch."""
+    from tests.factories import JST
+
+    at = moment.astimezone(JST)
+    return at.date().isoformat(), at.hour, at.minute
