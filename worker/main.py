@@ -29,8 +29,17 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 
 
 
+# The pure core is deterministic by construction (tests/unit check it without
+# Temporal); passing it through keeps one copy of each pydantic class, so models
+# built inside the workflow validate against the same classes the converter uses.
+PURE_CORE = (
+    "workflows.events", "workflows.lifecycle", "workflows.touches", "workflows.scenarios",
+    "workflows.policy", "workflows.messages", "workflows.search", "activities",
+)
+
+
 def _restrictions() -> SandboxRestrictions:
-    """The default sandbox, less its proxy of ``zoneinfo.ZoneInfo``.
+    """The default sandbox with the pure core passed through, less its proxy of ``zoneinfo``.
 
     A ZoneInfo is deterministic for a given tzdata, and the proxy the sandbox wraps
     it in is not a ``tzinfo``, so ``astimezone`` refuses it.
@@ -39,7 +48,7 @@ def _restrictions() -> SandboxRestrictions:
     members = default.invalid_module_members
     children = {name: m for name, m in members.children.items() if name != "zoneinfo"}
     return dataclasses.replace(
-        default.with_passthrough_modules("zoneinfo"),
+        default.with_passthrough_modules("zoneinfo", *PURE_CORE),
         invalid_module_members=dataclasses.replace(members, children=children),
     )
 

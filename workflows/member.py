@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contacts import ContactActivities
@@ -137,7 +138,7 @@ class MemberWorkflow:
                 schedule_to_close_timeout=DELIVERY_GIVE_UP,
                 retry_policy=DELIVERY_RETRY,
             )
-        except workflow.ActivityError as error:
+        except ActivityError as error:
             workflow.logger.warning("touch delivery failed", extra={"key": record.key, "error": str(error.cause)})
             return record.model_copy(update={"outcome": Outcome.SUPPRESSED, "reason": "delivery_failed"})
         return record

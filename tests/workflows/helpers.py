@@ -43,7 +43,7 @@ async def send(client: Client, task_queue: str, *events: MemberEvent) -> Workflo
     for event in events:
         await signal_with_start(client, event, task_queue)
         _started.add(workflow_id(event.member_id))
-    return client.get_workflow_handle(workflow_id(events[0].member_id))
+    return client.get_workflow_handle_for(MemberWorkflow.run, workflow_id(events[0].member_id))
 
 
 async def state_of(handle: WorkflowHandle) -> MemberStateView:

@@ -1,0 +1,160 @@
+"""MemberWorkflow on the Temporal dev server: signal-with-start, search attributes, continue-as-new, erasure."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.testing import WorkflowEnvironment
+
+from activities.contacts import store_contacts
+from starter.ingress import forward, strip_contacts
+from tests.factories import days, event, order, registered
+from tests.workflows.helpers import running_worker, send, state_of
+from workflows.events import parse_event
+from workflows.lifecycle import Stage
+from workflows.search import LIFECYCLE_STAGE, NEXT_TOUCH_AT, PURCHASE_COUNT, SUBSCRIPTION_STATUS
+
+
+@pytest.fixture
+async def env(dev_server_env: WorkflowEnvironment) -> WorkflowEnvironment:
+    return dev_server_env
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def history_events(handle, event_type) -> list:
+    history = await handle.fetch_history()
+    return [e for e in history.events if e.event_type == event_type]
+
+
+async def eventually(check, timeout: float = 15.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_signal_with_start_creates_the_workflow_once_and_then_signals_it(env, pool, member_id, task_queue):
+    async with running_worker(env.client, pool, task_queue):
+        t0 = now()
+        handle = await send(env.client, task_queue, registered(member_id, t0))
+        first_run = (await handle.describe()).run_id
+        await send(env.client, task_queue, order(member_id, t0, "o1"), order(member_id, t0 + days(0.001), "o2"))
+
+        async def both_orders_folded():
+            view = await state_of(handle)
+            assert view.purchase_count == 2 and view.stage is Stage.F2
+        await eventually(both_orders_folded)
+        assert (await handle.describe()).run_id == first_run
+        assert len(await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED)) == 1
+        # One signal per event, the first one carried by the start.
+        assert len(await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)) == 3
+
+
+async def test_search_attributes_are_set_and_upserted_only_when_they_change(env, pool, member_id, task_queue):
+    async with running_worker(env.client, pool, task_queue):
+        t0 = now()
+        purchase = order(member_id, t0, "o1")
+        handle = await send(env.client, task_queue, registered(member_id, t0), purchase)
+
+        async def published():
+            attributes = (await handle.describe()).typed_search_attributes
+            assert attributes.get(LIFECYCLE_STAGE) == "f1"
+            assert attributes.get(PURCHASE_COUNT) == 1
+            assert attributes.get(SUBSCRIPTION_STATUS) == "none"
+            assert attributes.get(NEXT_TOUCH_AT) is not None
+        await eventually(published)
+        upserts = len(await history_events(handle, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES))
+
+        await send(env.client, task_queue, purchase)  # a duplicate: nothing changes
+
+        async def duplicate_processed():
+            completed = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+            signals = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+            assert signals[-1].event_id < completed[-1].event_id
+        await eventually(duplicate_processed)
+        assert len(await history_events(handle, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)) == upserts
+
+        async def listed():
+            found = [w.id async for w in env.client.list_workflows(
+                f'LifecycleStage = "f1" AND PurchaseCount = 1 AND WorkflowId = "member-{member_id}"')]
+            assert found == [f"member-{member_id}"]
+        await eventually(listed)
+
+
+async def test_continue_as_new_keeps_the_state(env, pool, member_id, task_queue):
+    async with running_worker(env.client, pool, task_queue):
+        t0 = now() - days(5)
+        handle = await send(env.client, task_queue, registered(member_id, t0))
+        first_run = (await handle.describe()).run_id
+        orders = [order(member_id, t0 + days(i * 0.01), f"o{i}") for i in range(30)]
+        for purchase in orders:
+            await send(env.client, task_queue, purchase)
+
+        async def all_folded_after_continue_as_new():
+            view = await state_of(handle)
+            assert view.purchase_count == 30
+            assert (await handle.describe()).run_id != first_run
+        await eventually(all_folded_after_continue_as_new, timeout=30)
+        first = env.client.get_workflow_handle(handle.id, run_id=first_run)
+        assert (await first.describe()).status is WorkflowExecutionStatus.CONTINUED_AS_NEW
+        view = await state_of(handle)
+        assert view.stage is Stage.ESTABLISHED
+        assert view.registered_at == t0
+
+
+async def test_contact_data_never_enters_the_history(env, pool, member_id, task_queue):
+    async with running_worker(env.client, pool, task_queue):
+        raw = {
+            "type": "member_registered", "event_id": f"{member_id}-r", "member_id": member_id,
+            "occurred_at": now().isoformat(), "consent": {"email": True, "line": True},
+            "contact": {"email": "hanako.yamada@example.jp", "line_user_id": "U4af4980629", "phone": "090-1234-5678"},
+        }
+        events = await strip_contacts(pool, [parse_event(raw)])
+        await forward(env.client, events, task_queue)
+        handle = env.client.get_workflow_handle(f"member-{member_id}")
+
+        async def reachable():
+            view = await state_of(handle)
+            assert set(view.reachable_channels) == {"email", "line", "sms"}
+            assert view.consented_channels == ("email", "line")
+        await eventually(reachable)
+        history = (await handle.fetch_history()).to_json()
+        for personal in ("hanako.yamada@example.jp", "U4af4980629", "090-1234-5678"):
+            assert personal not in history
+
+
+async def test_a_malformed_signal_is_dropped_without_failing_the_workflow(env, pool, member_id, task_queue):
+    async with running_worker(env.client, pool, task_queue):
+        handle = await send(env.client, task_queue, order(member_id, now(), "o1"))
+        await handle.signal("event", {"type": "order_placed", "member_id": member_id})  # bypasses the edge
+        await send(env.client, task_queue, order(member_id, now(), "o2"))
+
+        async def still_running():
+            assert (await state_of(handle)).purchase_count == 2
+        await eventually(still_running)
+        assert not await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED)
+
+
+async def test_erasure_deletes_personal_data_and_ends_the_member(env, pool, member_id, task_queue):
+    async with running_worker(env.client, pool, task_queue):
+        await store_contacts(pool, {member_id: parse_event({
+            "type": "member_registered", "event_id": "x", "member_id": member_id, "occurred_at": now().isoformat(),
+            "contact": {"email": "erase.me@example.jp"}}).contact})
+        handle = await send(env.client, task_queue, order(member_id, now(), "o1"))
+        await send(env.client, task_queue, event("member_erased", member_id, now()))
+        result = await asyncio.wait_for(handle.result(), timeout=20)
+        assert result.stage is Stage.ERASED
+        assert await pool.fetchval("SELECT count(*) FROM member_contacts WHERE member_id = $1", member_id) == 0
+        forwarded = await forward(env.client, [order(member_id, now(), "o2")], task_queue)
+        assert forwarded.signalled == 0 and "erased" in forwarded.refused[0]
