@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +15,17 @@ from worker.logging import configure_logging
 from worker.settings import Settings, SettingsError
 
 log = structlog.get_logger(__name__)
+
+
+def run() -> None:
+    """The console script. Exits without interpreter finalisation: the Temporal
+    client's native threads can abort a finalising interpreter after the command
+    has done its work (temporalio/sdk-python#300), which would turn success into
+    exit status 134."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,4 +154,4 @@ def _names(channels) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -216,7 +216,17 @@ def parse_event(raw: str | bytes | dict) -> MemberEvent:
             return EVENT_ADAPTER.validate_json(_dumps(raw))
         return EVENT_ADAPTER.validate_json(raw)
     except ValidationError as error:
-        raise InvalidEvent([_describe(e) for e in error.errors()]) from None
+        raise InvalidEvent(_describe_all(error.errors())) from None
+
+
+def _describe_all(errors: list) -> list[str]:
+    # A list whose item failed also reports itself as "too short"; the item's error says it all.
+    deeper = [tuple(e["loc"]) for e in errors]
+    return [
+        _describe(e) for e in errors
+        if not (e["type"] == "too_short" and any(
+            len(loc) > len(e["loc"]) and loc[: len(e["loc"])] == tuple(e["loc"]) for loc in deeper))
+    ]
 
 
 def _describe(error: dict) -> str:
