@@ -311,6 +311,15 @@ def _state(stack: Stack, member_id: str) -> dict:
     return json.loads(result.stdout)
 
 
+def test_the_worker_serves_prometheus_metrics(stack: Stack, sent) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.env['METRICS_PORT']}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert "temporal_workflow_completed" in metrics or "temporal_workflow_task" in metrics, metrics[:500]
+    assert 'task_queue="goldenroute"' in metrics
+
+
 def test_state_of_the_sample_member(stack: Stack, sent) -> None:
     state = _state(stack, SAMPLE)
     assert state["member_id"] == SAMPLE
