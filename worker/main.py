@@ -56,15 +56,28 @@ def _restrictions() -> SandboxRestrictions:
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=_restrictions())
 
 
-def build_worker(client: Client, pool: asyncpg.Pool, settings: Settings, **options) -> Worker:
-    """The one place that builds a worker; tests and ``goldenroute dev`` use it too."""
+def activities(pool: asyncpg.Pool) -> list:
+    """The production activities, with their dependencies."""
     delivery = DeliveryActivities(pool)
     contacts = ContactActivities(pool)
+    return [delivery.deliver, contacts.erase_member]
+
+
+def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, *,
+                 activity_functions: list | None = None, **options) -> Worker:
+    """The one place that builds a worker; tests, preview and ``goldenroute dev`` use it too.
+
+    ``activity_functions`` replaces the production activities (``goldenroute preview``
+    runs its channels dry); otherwise they are built on ``pool``.
+    """
+    if activity_functions is None:
+        assert pool is not None, "the production activities need a PostgreSQL pool"
+        activity_functions = activities(pool)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[MemberWorkflow],
-        activities=[delivery.deliver, contacts.erase_member],
+        activities=activity_functions,
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=settings.max_cached_workflows,
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,

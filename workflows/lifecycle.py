@@ -28,6 +28,7 @@ MAX_ORDERS = 24
 MAX_HELD = 24
 MAX_TOUCHES = 100
 MAX_INTERVALS = 6
+MAX_CHURN_SIGNALS = 5
 
 
 class Stage(StrEnum):
@@ -160,7 +161,7 @@ class MemberState(_State):
     orders: dict[str, OrderRecord] = {}
     archived: ArchivedOrders = ArchivedOrders()
     subscriptions: dict[str, Subscription] = {}
-    last_churn_signal_at: datetime | None = None
+    churn_signals: tuple[datetime, ...] = ()  # the newest MAX_CHURN_SIGNALS, oldest first
     erased_at: datetime | None = None
     # The latest touch outcomes (the full timeline is in PostgreSQL's touches table).
     touches: tuple[TouchRecord, ...] = ()
@@ -371,7 +372,9 @@ def _subscription_interval_changed(state: MemberState, event: ev.SubscriptionInt
 
 
 def _churn_signal(state: MemberState, event: ev.ChurnSignal) -> dict:
-    return {"last_churn_signal_at": _latest(state.last_churn_signal_at, event.occurred_at)}
+    if event.occurred_at in state.churn_signals:
+        return {}
+    return {"churn_signals": tuple(sorted((*state.churn_signals, event.occurred_at)))[-MAX_CHURN_SIGNALS:]}
 
 
 def _member_erased(state: MemberState, event: ev.MemberErased) -> dict:

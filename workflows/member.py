@@ -19,7 +19,7 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.contacts import ContactActivities
     from activities.delivery import DeliveryActivities
-    from workflows import lifecycle, policy, scenarios, search
+    from workflows import lifecycle, policy, search
     from workflows.events import MemberEvent
     from workflows.lifecycle import MemberState, Stage
     from workflows.messages import (
@@ -53,6 +53,7 @@ class MemberWorkflow:
         self._state: MemberState = input.state or lifecycle.new_member(input.member_id)
         self._inbox: list[MemberEvent] = list(input.pending_events)
         self._planned: dict[str, PlannedTouch] = {t.key: t for t in input.planned}
+        self._wake_at: datetime | None = None
 
     @workflow.signal
     def event(self, event: MemberEvent) -> None:
@@ -106,21 +107,11 @@ class MemberWorkflow:
         self._state = state
 
     async def _settle_touches(self) -> None:
-        """Give every touch that is due, or whose scenario has exited, its one outcome."""
-        now = workflow.now()
-        plan = scenarios.plan(self._state, self._policy.send_hour)
-        finished: list[tuple[PlannedTouch, policy.Decision]] = []
-        planned_now = {t.key for t in plan}
-        for key, touch in self._planned.items():
-            if key not in planned_now:  # its entry was replaced, or the member erased
-                reason = "exit:member_erased" if self._state.erased_at else "replaced:newer_entry"
-                finished.append((touch, policy.Decision(Outcome.CANCELLED, reason)))
-        for touch in plan:
-            if touch.cancelled_reason is not None or touch.due_at <= now:
-                finished.append((touch, policy.decide(self._state, touch, now, self._policy)))
-        self._planned = {t.key: t for t in plan if t.cancelled_reason is None and t.due_at > now}
-        for touch, decision in finished:
-            record = policy.to_record(touch, decision, now)
+        """Carry out the policy's decisions: every touch that ends now gets its one outcome."""
+        settlement = policy.settle(self._state, self._planned, workflow.now(), self._policy)
+        self._planned = settlement.pending
+        self._wake_at = settlement.wake_at
+        for touch, record in settlement.finished:
             record = await self._deliver(touch, record)
             self._state = lifecycle.record_touches(self._state, [record])
 
@@ -129,7 +120,8 @@ class MemberWorkflow:
             member_id=self._member_id, key=record.key, scenario=record.scenario,
             step=record.step, occurrence=record.occurrence, channel=record.channel,
             outcome=record.outcome, reason=record.reason, due_at=record.due_at,
-            decided_at=record.decided_at, variant=record.variant, context=touch.context,
+            decided_at=record.decided_at, variant=record.variant, upsell=record.upsell,
+            context=touch.context,
         )
         try:
             await workflow.execute_activity_method(
@@ -152,12 +144,11 @@ class MemberWorkflow:
         )
 
     def _next_touch_at(self) -> datetime | None:
-        return min((t.due_at for t in self._planned.values()), default=None)
+        return min((t.send_at for t in self._planned.values()), default=None)
 
     async def _sleep_until_next(self) -> None:
         """The one durable wait: the next touch, the next stage change, or the next event."""
-        moments = [m for m in (self._next_touch_at(), self._state.next_stage_change()) if m]
-        wake = min(moments, default=None)
+        wake = self._wake_at
         timeout = max(wake - workflow.now(), timedelta(seconds=1)) if wake else None
         try:
             await workflow.wait_condition(

@@ -70,6 +70,7 @@ class DeliveryRequest(_Message):
     due_at: datetime
     decided_at: datetime
     variant: str | None = None
+    upsell: bool = False  # include the subscription-upsell block in the message
     context: dict[str, str] = {}
 
 

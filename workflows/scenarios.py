@@ -10,15 +10,17 @@ from the older one, whose pending steps end ``cancelled``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import StrEnum
 from fractions import Fraction
-from typing import Callable
+from typing import Callable, Literal
 from zoneinfo import ZoneInfo
 
+from workflows import entries as entered
+from workflows.entries import Entry
 from workflows.events import Channel
-from workflows.lifecycle import MemberState, OrderRecord, Stage, SubscriptionStatus
+from workflows.lifecycle import MemberState, Stage
 from workflows.touches import PlannedTouch, touch_key
 
 
@@ -51,7 +53,7 @@ class Timing:
     supply: Fraction = Fraction(0)
     at_once: bool = False
 
-    def due(self, entry: "Entry", timezone: str, send_hour: int) -> datetime | None:
+    def due(self, entry: Entry, timezone: str, send_hour: int) -> datetime | None:
         start = entry.moments.get(self.anchor)
         if start is None:
             return None
@@ -70,24 +72,8 @@ class Step:
     name: str
     timing: Timing
     channel: Channel | None = None  # None: routed by the delivery policy
-    upsell: bool = False
-
-
-@dataclass(frozen=True)
-class Exit:
-    at: datetime
-    reason: str
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One entry of a member into a scenario."""
-
-    occurrence: str  # stable id of what started it: an order id, a pause, a purchase
-    moments: dict[str, datetime]
-    supply_days: int = 0
-    exit: Exit | None = None
-    context: dict[str, str] = field(default_factory=dict)
+    upsell: bool = False  # carries subscription-upsell content (left out for subscribers)
+    audience: Literal["online", "offline"] | None = None  # None: every member
 
 
 @dataclass(frozen=True)
@@ -99,152 +85,174 @@ class Template:
     target: str
     exit: str
     kpi: str
-    kpi_window_days: int
+    kpi_window: str
     steps: tuple[Step, ...]
     entries: Callable[[MemberState], list[Entry]]
+    variants: tuple[str, ...] = ()
 
 
-def _main_purchase_entry(order: OrderRecord, nxt: OrderRecord | None, next_means: str) -> Entry:
-    """An entry keyed on a main purchase; the next main purchase ends it (``next_means`` says how)."""
-    assert order.placed_at is not None
-    moments = {"purchase": order.placed_at, "anchor": order.anchor, "run_out": order.run_out_at}
-    if order.shipped_at:
-        moments["shipment"] = order.shipped_at
-    return Entry(
-        occurrence=order.order_id,
-        moments=moments,
-        supply_days=order.main_supply_days,
-        exit=Exit(nxt.placed_at, next_means) if nxt and nxt.placed_at else None,
-        context={"order_id": order.order_id, "sku": order.main_sku or ""},
-    )
+def _day(anchor: str, days: int = 0, supply: Fraction = Fraction(0)) -> Timing:
+    return Timing(anchor=anchor, days=days, supply=supply)
 
 
-def _latest_mains(state: MemberState, count: int = 2) -> list[tuple[OrderRecord, OrderRecord | None]]:
-    """The newest main purchases, each with the one that followed it (its exit), newest last."""
-    mains = state.main_purchases()
-    pairs = [(m, mains[i + 1] if i + 1 < len(mains) else None) for i, m in enumerate(mains)]
-    return pairs[-count:]
-
-
-def _sample_entries(state: MemberState) -> list[Entry]:
-    sample = state.latest_sample()
-    if sample is None or sample.placed_at is None:
-        return []
-    placed = state.placed()
-    if any(o.is_main_purchase and o.placed_at < sample.placed_at for o in placed):  # type: ignore[operator]
-        return []  # S01 targets members with F = 0 when they ask for a sample
-    later = [o for o in placed if o.placed_at >= sample.placed_at]  # type: ignore[operator]
-    moments = {"entry": sample.placed_at, "run_out": sample.run_out_at}
-    return [Entry(
-        occurrence=sample.order_id,
-        moments=moments,
-        supply_days=sample.supply_days,
-        exit=Exit(later[0].placed_at, "exit:order_placed") if later else None,  # type: ignore[arg-type]
-        context={"order_id": sample.order_id, "sku": sample.main_sku or ""},
-    )]
-
-
-def _subscription_upsell_entries(state: MemberState) -> list[Entry]:
-    entries = []
-    for order, nxt in _latest_mains(state):
-        assert order.placed_at is not None
-        if order.subscription_id is not None or _subscribed_before(state, order.placed_at):
-            continue  # S06 targets normal purchases of members with no running subscription
-        entry = _main_purchase_entry(order, nxt, "replaced:newer_purchase")
-        started = sorted(
-            s.started_at for s in state.subscriptions.values()
-            if s.started_at is not None and s.started_at > order.placed_at
-        )
-        if started and (entry.exit is None or started[0] < entry.exit.at):
-            entry = replace(entry, exit=Exit(started[0], "exit:subscription_started"))
-        entries.append(entry)
-    return entries
-
-
-def _subscribed_before(state: MemberState, moment: datetime) -> bool:
-    running = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAUSED)
-    return any(
-        s.started_at is not None and s.started_at <= moment and s.status in running
-        for s in state.subscriptions.values()
-    )
-
-
-def _resume_entries(state: MemberState) -> list[Entry]:
-    entries = []
-    for sub in state.subscriptions.values():
-        if sub.status is SubscriptionStatus.PAUSED and sub.status_stamp is not None:
-            paused_at = sub.status_stamp.at
-            entries.append(Entry(
-                occurrence=f"{sub.subscription_id}@{paused_at.date().isoformat()}",
-                moments={"pause": paused_at},
-                context={"subscription_id": sub.subscription_id, "sku": sub.sku or ""},
-            ))
-    return entries
-
-
-def _reactivation_entries(state: MemberState) -> list[Entry]:
-    return [_main_purchase_entry(order, nxt, "exit:main_purchase") for order, nxt in _latest_mains(state)]
-
+HALF, ONE, TWO = Fraction(1, 2), Fraction(1), Fraction(2)
 
 TEMPLATES: tuple[Template, ...] = (
     Template(
-        Scenario.S01_SAMPLE_TO_MAIN, "サンプル→本品引上", "sample to main product",
-        purpose="turn a free-sample requester into a main-product buyer before the sample runs out",
+        Scenario.S01_SAMPLE_TO_MAIN, "サンプル→本品引上", "sample → main product",
+        purpose="無料サンプル申込者の本商品初回購入(F1転換): 効果・安全性・継続費用の不安を解消する",
         target="sample_requested while F = 0", exit="any order",
-        kpi="本商品引上率", kpi_window_days=30,
+        kpi="本商品引上率", kpi_window="main purchase ≤ run-out + 30 d",
         steps=(
             Step("welcome_offer", AT_ONCE),
             Step("sample_insert", AT_ONCE, channel=Channel.INSERT),
-            Step("run_out_offer", Timing("run_out", days=-2)),
-            Step("last_call", Timing("run_out")),
+            Step("run_out_offer", _day("run_out", -2)),
+            Step("last_call", _day("run_out")),
         ),
-        entries=_sample_entries,
+        entries=entered.sample_to_main,
+    ),
+    Template(
+        Scenario.S02_TRIAL_TO_MAIN, "初回割→本品引上", "trial → main product",
+        purpose="有料の初回割・トライアル申込者の本商品購入: 過度な値下げに慣れさせずに引き上げる",
+        target="trial order while F = 0", exit="main purchase",
+        kpi="本商品引上率", kpi_window="main purchase ≤ run-out + 30 d",
+        steps=(
+            Step("welcome", AT_ONCE),
+            Step("bulk_offer", _day("run_out", -3)),
+            Step("last_call", _day("run_out")),
+        ),
+        entries=entered.trial_to_main,
+    ),
+    Template(
+        Scenario.S03_F1_TO_F2, "F1→F2転換", "F1 → F2",
+        purpose="2回目購入の不安を払拭し、長く使い続けてもらう関係をつくる",
+        target="1st main purchase", exit="2nd main purchase",
+        kpi="F2転換率", kpi_window="2nd main purchase ≤ run-out + 30 d",
+        steps=(
+            Step("thanks_insert", AT_ONCE, channel=Channel.INSERT),
+            Step("testimonial", _day("anchor", supply=HALF), upsell=True),
+            Step("survey", _day("run_out", -5), upsell=True),
+        ),
+        entries=entered.f1_to_f2,
+    ),
+    Template(
+        Scenario.S04_F2_TO_F3, "F2→F3転換", "F2 → F3",
+        purpose="習慣化の一歩手前: 正しい使い方と体験談で、やめることのデメリットを伝える",
+        target="2nd main purchase", exit="3rd main purchase",
+        kpi="F3転換率", kpi_window="3rd main purchase ≤ run-out + 30 d",
+        steps=(
+            Step("usage_tips", _day("anchor", 7)),
+            Step("testimonial", _day("anchor", supply=HALF), upsell=True),
+            Step("reminder", _day("run_out", -5), upsell=True),
+        ),
+        entries=entered.f2_to_f3,
+    ),
+    Template(
+        Scenario.S05_ONBOARDING, "新規向け利用定着", "onboarding",
+        purpose="継続会員のメリットを伝えて利用を定着させ、相乗効果のある商品を提案する",
+        target="3rd main purchase, registered ≤ 180 days before it", exit="—",
+        kpi="継続率 / 離脱率", kpi_window="a 4th main purchase ≤ anchor + 3 × supply",
+        steps=(
+            Step("member_benefits", _day("anchor", supply=ONE)),
+            Step("survey", _day("anchor", supply=TWO)),
+        ),
+        entries=entered.onboarding,
     ),
     Template(
         Scenario.S06_SUBSCRIPTION_UPSELL, "定期引上", "subscription upsell",
-        purpose="move a normal-purchase buyer onto the 定期 subscription before the product runs out",
-        target="normal main purchase with no active subscription", exit="subscription started",
-        kpi="定期引上率", kpi_window_days=30,
-        steps=(Step("upsell", Timing("purchase", days=-2, supply=Fraction(1)), upsell=True),),
-        entries=_subscription_upsell_entries,
+        purpose="通常購入を続ける会員の定期コース加入: 手間・買い忘れ・ポイントのメリットを伝える",
+        target="normal main purchase, no active subscription", exit="subscription started",
+        kpi="定期引上率", kpi_window="subscription started ≤ 30 d",
+        steps=(Step("upsell", _day("purchase", -2, ONE), upsell=True),),
+        entries=entered.subscription_upsell,
     ),
     Template(
         Scenario.S07_SUBSCRIPTION_RESUME, "定期再開", "subscription resume",
-        purpose="bring a paused subscriber back before the pause becomes a cancellation",
+        purpose="休止中の定期会員の状況を伺い、休止を続けるデメリットを伝えて再開を促す",
         target="subscription paused", exit="resumed or cancelled",
-        kpi="定期再開率", kpi_window_days=30,
-        steps=(Step("resume_link", Timing("pause", days=60)),),
-        entries=_resume_entries,
+        kpi="定期再開率", kpi_window="resumed ≤ 30 d",
+        steps=(
+            Step("resume_link", _day("pause", 60)),
+            Step("resume_call", _day("pause", 60), channel=Channel.CALL_CENTER, audience="offline"),
+        ),
+        entries=entered.subscription_resume,
+    ),
+    Template(
+        Scenario.S08_LOYALTY, "既存リテンション", "loyalty",
+        purpose="優良顧客(同商品4回以上)限定の特別オファーでLTVを高める",
+        target="a main purchase bringing F to 4+", exit="—",
+        kpi="継続率", kpi_window="a main purchase ≤ 60 d",
+        steps=(Step("loyalty_offer", _day("shipment", 30)),),
+        entries=entered.loyalty,
+        variants=("gift", "secret_sale"),
+    ),
+    Template(
+        Scenario.S09_CROSS_SELL, "クロスセル促進", "cross-sell",
+        purpose="リピート中の本商品と併用で相乗効果の高い商品を提案する",
+        target="F ≥ 3, never bought a cross line", exit="cross purchase",
+        kpi="クロス購入率", kpi_window="cross purchase ≤ 60 d",
+        steps=(Step("cross_offer", AT_ONCE),),
+        entries=entered.cross_sell,
+    ),
+    Template(
+        Scenario.S10_CROSS_SELL_REVIVAL, "クロスセル復活", "cross-sell revival",
+        purpose="止まったクロス商品の悩みを伺い、解消できる別商品を提案する",
+        target="an order while the latest cross purchase is 31–90 days old", exit="cross purchase",
+        kpi="クロス購入率", kpi_window="cross purchase ≤ 60 d",
+        steps=(Step("cross_follow_up", AT_ONCE),),
+        entries=entered.cross_sell_revival,
     ),
     Template(
         Scenario.S11_REACTIVATION, "休眠復活", "reactivation",
-        purpose="win back a member whose latest main purchase is 90 days old",
+        purpose="最新購入から90日の会員の悩みを伺い再購入を促す; 戻らなければ類似・新商品を紹介する",
         target="latest main purchase ordered 90 days ago", exit="main purchase",
-        kpi="休眠復活率", kpi_window_days=60,
+        kpi="休眠復活率", kpi_window="main purchase ≤ 60 d",
         steps=(
-            Step("comeback_offer", Timing("purchase", days=90)),
-            Step("new_product", Timing("purchase", days=120)),
+            Step("comeback_offer", _day("purchase", 90)),
+            Step("new_product", _day("purchase", 120)),
         ),
-        entries=_reactivation_entries,
+        entries=entered.reactivation,
+    ),
+    Template(
+        Scenario.S12_CHURN_PREVENTION, "解約防止", "churn prevention",
+        purpose="解約兆候のあった会員をフォローし、FAQで疑問を解消して解約を防ぐ",
+        target="churn_signal or interval lengthened", exit="—",
+        kpi="解約率", kpi_window="subscription cancelled ≤ 60 d",
+        steps=(
+            Step("call_center_task", AT_ONCE, channel=Channel.CALL_CENTER),
+            Step("follow_up_faq", _day("entry", 1)),
+        ),
+        entries=entered.churn_prevention,
     ),
 )
 
 BY_SCENARIO = {t.scenario: t for t in TEMPLATES}
 
+# When touches compete for the frequency cap (SPEC §5), the lower number wins.
+PRIORITY = {
+    Scenario.S12_CHURN_PREVENTION: 0, Scenario.S07_SUBSCRIPTION_RESUME: 1, Scenario.S11_REACTIVATION: 2,
+    Scenario.S01_SAMPLE_TO_MAIN: 3, Scenario.S02_TRIAL_TO_MAIN: 3, Scenario.S03_F1_TO_F2: 4,
+    Scenario.S04_F2_TO_F3: 4, Scenario.S06_SUBSCRIPTION_UPSELL: 5, Scenario.S05_ONBOARDING: 6,
+    Scenario.S08_LOYALTY: 7, Scenario.S09_CROSS_SELL: 8, Scenario.S10_CROSS_SELL_REVIVAL: 8,
+}
+
 
 def plan(state: MemberState, send_hour: int = 10) -> list[PlannedTouch]:
     """Every touch the scenarios call for that has no outcome yet, earliest first.
 
-    Touches whose scenario exited before they were due come back with
-    ``cancelled_reason`` set; the workflow records them as ``cancelled``.
+    A touch whose scenario exited before it was due comes back with
+    ``cancelled_reason`` set; the policy records it as ``cancelled``.
     """
     if state.stage is Stage.ERASED:
         return []
     done = {t.key for t in state.touches}
+    offline = entered.is_offline(state)
     planned = []
     for template in TEMPLATES:
         for entry in template.entries(state):
             for step in template.steps:
+                if step.audience is not None and (step.audience == "offline") != offline:
+                    continue
                 due = step.timing.due(entry, state.profile.timezone, send_hour)
                 key = touch_key(state.member_id, template.scenario, step.name, entry.occurrence)
                 if due is None or key in done:
@@ -252,7 +260,8 @@ def plan(state: MemberState, send_hour: int = 10) -> list[PlannedTouch]:
                 cancelled = entry.exit.reason if entry.exit and entry.exit.at <= due else None
                 planned.append(PlannedTouch(
                     key=key, scenario=template.scenario.value, step=step.name,
-                    occurrence=entry.occurrence, due_at=due, channel=step.channel,
+                    occurrence=entry.occurrence, due_at=due, send_at=due, channel=step.channel,
                     upsell=step.upsell, context=entry.context, cancelled_reason=cancelled,
+                    priority=PRIORITY[template.scenario],
                 ))
-    return sorted(planned, key=lambda t: (t.due_at, t.key))
+    return sorted(planned, key=lambda t: (t.due_at, t.priority, t.key))

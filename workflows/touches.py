@@ -32,7 +32,9 @@ class PlannedTouch(_Touch):
     scenario: str
     step: str
     occurrence: str
-    due_at: datetime
+    due_at: datetime  # when the scenario's timing calls for it
+    send_at: datetime  # when it goes out: due_at, or later if quiet hours or the cap moved it
+    priority: int = 9  # lower wins when touches compete for the frequency cap
     channel: Channel | None = None  # fixed by the step (insert, call_center); else routed by policy
     upsell: bool = False
     # Context the message template needs that is not personal data (sku, order id, run-out date).
@@ -54,6 +56,7 @@ class TouchRecord(_Touch):
     channel: Channel | None = None
     decided_at: datetime
     variant: str | None = None
+    upsell: bool = False  # the message carried subscription-upsell content
 
 
 def touch_key(member_id: str, scenario: str, step: str, occurrence: str) -> str:
