@@ -175,17 +175,25 @@ def _subscribed_before(state: MemberState, moment: datetime) -> bool:
 
 
 def subscription_resume(state: MemberState) -> list[Entry]:
-    """S07: each subscription now paused, from the moment of its pause; resuming or cancelling exits."""
+    """S07: each subscription's latest pause; resuming or cancelling after it exits."""
     entries = []
     for sub in state.subscriptions.values():
-        if sub.status is SubscriptionStatus.PAUSED and sub.status_stamp is not None:
-            paused_at = sub.status_stamp.at
-            entries.append(Entry(
-                occurrence=f"{sub.subscription_id}@{paused_at.isoformat()}",
-                moments={"entry": paused_at, "pause": paused_at},
-                context={"subscription_id": sub.subscription_id, "sku": sub.sku or ""},
-            ))
+        if sub.last_paused_at is None or sub.status_stamp is None:
+            continue
+        paused_at = sub.last_paused_at
+        entry = Entry(
+            occurrence=f"{sub.subscription_id}@{paused_at.isoformat()}",
+            moments={"entry": paused_at, "pause": paused_at},
+            context={"subscription_id": sub.subscription_id, "sku": sub.sku or ""},
+        )
+        if sub.status is not SubscriptionStatus.PAUSED and sub.status_stamp.at > paused_at:
+            entry = replace(entry, exit=Exit(sub.status_stamp.at, f"exit:subscription_{_status_word(sub.status)}"))
+        entries.append(entry)
     return entries
+
+
+def _status_word(status: SubscriptionStatus) -> str:
+    return "resumed" if status is SubscriptionStatus.ACTIVE else status.value
 
 
 def loyalty(state: MemberState) -> list[Entry]:

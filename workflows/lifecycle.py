@@ -123,6 +123,7 @@ class Subscription(_State):
     status: SubscriptionStatus = SubscriptionStatus.ACTIVE
     status_stamp: Stamp | None = None
     started_at: datetime | None = None
+    last_paused_at: datetime | None = None
     # The newest interval settings, oldest first; kept as a short history so that
     # "lengthened" is the same whatever order the changes arrive in.
     intervals: tuple[IntervalChange, ...] = ()
@@ -389,7 +390,9 @@ _FOLDS = {
     ev.OrderShipped: _order_shipped,
     ev.OrderCancelled: _order_cancelled,
     ev.SubscriptionStarted: _subscription_started,
-    ev.SubscriptionPaused: lambda s, e: _with_status(s, e, SubscriptionStatus.PAUSED),
+    ev.SubscriptionPaused: lambda s, e: _with_status(
+        s, e, SubscriptionStatus.PAUSED,
+        last_paused_at=_latest(_subscription(s, e.subscription_id).last_paused_at, e.occurred_at)),
     ev.SubscriptionResumed: lambda s, e: _with_status(s, e, SubscriptionStatus.ACTIVE),
     ev.SubscriptionCancelled: lambda s, e: _with_status(s, e, SubscriptionStatus.CANCELLED),
     ev.SubscriptionIntervalChanged: _subscription_interval_changed,

@@ -156,8 +156,8 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
     planned = {t.key: _keep_postponement(t, pending.get(t.key)) for t in plan(state, config.send_hour)}
     finished: list[tuple[PlannedTouch, TouchRecord]] = []
     for key, touch in pending.items():
-        if key not in planned:  # its entry was taken over by a newer one, or the member erased
-            reason = "exit:member_erased" if state.erased_at else "replaced:newer_entry"
+        if key not in planned:  # the member was erased, or what entered it no longer holds (a cancelled order)
+            reason = "exit:member_erased" if state.erased_at else "withdrawn:entry_no_longer_holds"
             finished.append((touch, _record(touch, Decision(Outcome.CANCELLED, reason), now)))
     sent = [t.decided_at for t in state.touches if t.outcome is Outcome.SENT and t.channel not in OPERATIONAL]
     due = sorted((t for t in planned.values() if t.cancelled_reason or t.send_at <= now),

@@ -56,7 +56,7 @@ async def timeline_of(handle: WorkflowHandle) -> Timeline:
 
 async def touches_in_db(pool: asyncpg.Pool, member_id: str) -> list[asyncpg.Record]:
     return await pool.fetch(
-        "SELECT scenario, step, channel, outcome, reason, planned_at, delivered_at"
+        "SELECT scenario, step, occurrence, channel, outcome, reason, planned_at, delivered_at"
         " FROM touches WHERE member_id = $1 ORDER BY planned_at, step", member_id
     )
 
@@ -67,3 +67,41 @@ def local(moment: datetime) -> tuple[str, int, int]:
 
     at = moment.astimezone(JST)
     return at.date().isoformat(), at.hour, at.minute
+
+
+def member_not_held_out(*scenarios: str) -> str:
+    """A fresh member id outside the 10 % holdout of these scenarios, so the test sees real sends."""
+    import uuid
+
+    from workflows.policy import PolicyConfig, in_holdout
+
+    while True:
+        member_id = f"m-{uuid.uuid4().hex[:10]}"
+        if not any(in_holdout(member_id, s, PolicyConfig()) for s in scenarios):
+            return member_id
+
+
+async def next_local_noon(env) -> datetime:
+    """Let the test server's clock run to the next 12:00 in Tokyo, so 'at once' is never in quiet hours."""
+    from datetime import time as clock, timedelta
+
+    from tests.factories import JST
+
+    now = (await env.get_current_time()).astimezone(JST)
+    noon = datetime.combine(now.date(), clock(12), tzinfo=JST)
+    if noon <= now:
+        noon += timedelta(days=1)
+    await env.sleep(noon - now)
+    return noon
+
+
+async def touches_of(handle: WorkflowHandle, scenario: str) -> dict[str, "TouchRecord"]:
+    """The scenario's touches by step (the newest outcome per step name)."""
+    return {t.step: t for t in (await timeline_of(handle)).touches if t.scenario == scenario}
+
+
+def at_local(moment: datetime) -> str:
+    """'YYYY-MM-DD HH:MM' in Tokyo."""
+    from tests.factories import JST
+
+    return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M")

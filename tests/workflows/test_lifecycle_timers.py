@@ -8,7 +8,7 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from tests.factories import JST, days, event, order, registered, sample
-from tests.workflows.helpers import local, running_worker, send, state_of, timeline_of, touches_in_db
+from tests.workflows.helpers import local, member_not_held_out, running_worker, send, state_of, timeline_of, touches_in_db
 from workflows.lifecycle import Stage
 from workflows.search import LIFECYCLE_STAGE
 
@@ -22,25 +22,30 @@ async def now_jst(env: WorkflowEnvironment):
     return (await env.get_current_time()).astimezone(JST)
 
 
-async def test_a_normal_30_day_purchase_fires_its_upsell_on_day_28_and_nothing_earlier(env, pool, member_id, task_queue):
+async def test_a_normal_30_day_purchase_fires_its_upsell_on_day_28_and_nothing_earlier(env, pool, task_queue):
+    # The 3rd purchase: S03/S04, which carry the upsell for the 1st and 2nd, do not cover it.
+    member_id = member_not_held_out("S06")
     async with running_worker(env.client, pool, task_queue):
         t0 = await now_jst(env)
-        handle = await send(env.client, task_queue, registered(member_id, t0), order(member_id, t0, "o1"))
+        handle = await send(env.client, task_queue, registered(member_id, t0 - days(70)),
+                            order(member_id, t0 - days(60), "o1"), order(member_id, t0 - days(30), "o2"),
+                            order(member_id, t0, "o3"))
         await env.sleep(days(27))
-        assert [t for t in (await timeline_of(handle)).touches if t.scenario == "S06"] == []
+        assert [t for t in (await timeline_of(handle)).touches if t.scenario == "S06" and t.occurrence == "o3"] == []
         view = await state_of(handle)
         assert [local(t.due_at) for t in view.planned if t.scenario == "S06"] == [
             local((t0 + days(28)).replace(hour=10, minute=0))]
         await env.sleep(days(2))
-        s06 = [t for t in (await timeline_of(handle)).touches if t.scenario == "S06"]
+        s06 = [t for t in (await timeline_of(handle)).touches if t.scenario == "S06" and t.occurrence == "o3"]
         assert [(t.step, t.outcome, t.channel) for t in s06] == [("upsell", "sent", "line")]
         assert local(s06[0].due_at) == ((t0.date() + timedelta(days=28)).isoformat(), 10, 0)
-        rows = [r for r in await touches_in_db(pool, member_id) if r["scenario"] == "S06"]
+        rows = [r for r in await touches_in_db(pool, member_id) if (r["scenario"], r["occurrence"]) == ("S06", "o3")]
         assert [(r["outcome"], r["channel"]) for r in rows] == [("sent", "line")]
         assert rows[0]["delivered_at"] is not None
 
 
-async def test_a_sample_runs_out_and_gets_its_offer_two_days_before_and_a_last_call(env, pool, member_id, task_queue):
+async def test_a_sample_runs_out_and_gets_its_offer_two_days_before_and_a_last_call(env, pool, task_queue):
+    member_id = member_not_held_out("S01")
     async with running_worker(env.client, pool, task_queue):
         t0 = await now_jst(env)
         handle = await send(env.client, task_queue, registered(member_id, t0),
@@ -54,7 +59,8 @@ async def test_a_sample_runs_out_and_gets_its_offer_two_days_before_and_a_last_c
         assert (await state_of(handle)).stage is Stage.SAMPLE
 
 
-async def test_ordering_after_a_sample_cancels_its_pending_steps(env, pool, member_id, task_queue):
+async def test_ordering_after_a_sample_cancels_its_pending_steps(env, pool, task_queue):
+    member_id = member_not_held_out("S01")
     async with running_worker(env.client, pool, task_queue):
         t0 = await now_jst(env)
         handle = await send(env.client, task_queue, registered(member_id, t0),
@@ -68,7 +74,8 @@ async def test_ordering_after_a_sample_cancels_its_pending_steps(env, pool, memb
         assert s01["last_call"] == ("cancelled", "exit:order_placed")
 
 
-async def test_day_60_of_a_pause_sends_the_resume_link(env, pool, member_id, task_queue):
+async def test_day_60_of_a_pause_sends_the_resume_link(env, pool, task_queue):
+    member_id = member_not_held_out("S07")
     async with running_worker(env.client, pool, task_queue):
         t0 = await now_jst(env)
         sub = {"subscription_id": "sub1"}
@@ -85,7 +92,8 @@ async def test_day_60_of_a_pause_sends_the_resume_link(env, pool, member_id, tas
         assert local(s07[0].due_at) == ((t0.date() + timedelta(days=60)).isoformat(), 10, 0)
 
 
-async def test_90_days_without_a_purchase_makes_the_member_dormant(env, pool, member_id, task_queue):
+async def test_90_days_without_a_purchase_makes_the_member_dormant(env, pool, task_queue):
+    member_id = member_not_held_out("S11")
     async with running_worker(env.client, pool, task_queue):
         t0 = await now_jst(env)
         handle = await send(env.client, task_queue, registered(member_id, t0), order(member_id, t0, "o1"))
