@@ -20,6 +20,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 
@@ -54,13 +55,23 @@ class _Model(BaseModel):
 
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=200)]
-Days = Annotated[int, Field(gt=0, le=3650)]
+MAX_SUPPLY_DAYS = 3650
+Days = Annotated[int, Field(gt=0, le=MAX_SUPPLY_DAYS)]
+EARLIEST, LATEST = 2000, 2100
 
 
 class _Event(_Model):
     event_id: NonEmpty
     member_id: NonEmpty
     occurred_at: AwareDatetime
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        # Timers run years past an event; keep their arithmetic inside the calendar.
+        if not EARLIEST <= value.year <= LATEST:
+            raise ValueError(f"must be between {EARLIEST} and {LATEST}")
+        return value
 
 
 class Consent(_Model):
@@ -114,7 +125,13 @@ class OrderLine(_Model):
     role: LineRole
     quantity: Annotated[int, Field(gt=0, le=1000)] = 1
     days_supply: Days
-    unit_price: Annotated[int, Field(ge=0)] = 0
+    unit_price: Annotated[int, Field(ge=0, le=100_000_000)] = 0
+
+    @model_validator(mode="after")
+    def _supply_within_ten_years(self) -> "OrderLine":
+        if self.quantity * self.days_supply > MAX_SUPPLY_DAYS:
+            raise ValueError(f"quantity × days_supply must be at most {MAX_SUPPLY_DAYS} days")
+        return self
 
 
 class OrderPlaced(_Event):

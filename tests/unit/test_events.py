@@ -36,6 +36,8 @@ def test_registration_defaults_to_online_tokyo_without_consent():
         ({"lines": [{"sku": "A", "role": "gift", "days_supply": 30}]}, "lines.0.role"),
         ({"lines": []}, "lines"),
         ({"coupon": "X"}, "coupon"),
+        ({"occurred_at": "2150-01-01T00:00:00+09:00"}, "occurred_at"),
+        ({"lines": [{"sku": "A", "role": "main", "quantity": 200, "days_supply": 30}]}, "lines.0"),
     ],
 )
 def test_an_invalid_event_names_the_field(change, field):
