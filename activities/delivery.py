@@ -1,4 +1,13 @@
-"""The delivery activity: record each touch's outcome once, and send the sent ones once."""
+"""The delivery activity: record each touch's outcome once, and send the sent ones once.
+
+A sent touch is rendered here, from the member's contact row read in the same
+transaction: addresses never travel through the workflow. If the message cannot
+be rendered (no address on the channel, e.g. the contact was erased meanwhile,
+or no template), the activity fails non-retryably and its transaction rolls
+back, so neither the touch nor a message is recorded. The workflow then records
+the touch in its own history as ``suppressed: delivery_failed``; the ``touches``
+table has no row for it.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +16,12 @@ from datetime import datetime, timezone
 import asyncpg
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.channels import ChannelAdapter, OutboundMessage, OutboxAdapter
+from activities.channels import ChannelAdapter, OutboundMessage, OutboxAdapter, default_adapters
+from activities.contacts import FIELDS
+from activities.render import RenderError, render
+from workflows.events import Contact
 from workflows.messages import DeliveryRequest, DeliveryResult
 from workflows.touches import Outcome
 
@@ -22,11 +35,15 @@ ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING 1
 """
 
+# FOR SHARE: an erasure waits for this send to commit, and then redacts it too;
+# a send that starts after an erasure began sees no contact at all.
+_CONTACT = f"SELECT {', '.join(FIELDS)} FROM member_contacts WHERE member_id = $1 FOR SHARE"
+
 
 class DeliveryActivities:
     def __init__(self, pool: asyncpg.Pool, adapters: dict | None = None) -> None:
         self._pool = pool
-        self._adapters: dict = adapters or {}
+        self._adapters: dict = {**default_adapters(), **(adapters or {})}
         self._default: ChannelAdapter = OutboxAdapter()
 
     @activity.defn(name="deliver_touch")
@@ -48,22 +65,25 @@ class DeliveryActivities:
             if delivered_at is not None:
                 log.info("delivery.duplicate", key=request.key)
                 return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
+            outbound = await self._outbound(conn, request)
             adapter = self._adapters.get(request.channel, self._default)
-            await adapter.send(conn, _message(request))
+            await adapter.send(conn, outbound)
             delivered_at = datetime.now(timezone.utc)
             await conn.execute(
                 "UPDATE touches SET delivered_at = $2 WHERE idempotency_key = $1", request.key, delivered_at
             )
         return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
 
-
-def _message(request: DeliveryRequest) -> OutboundMessage:
-    assert request.channel is not None
-    return OutboundMessage(
-        key=request.key,
-        member_id=request.member_id,
-        channel=request.channel,
-        template=f"{request.scenario}.{request.step}",
-        body={"scenario": request.scenario, "step": request.step, "variant": request.variant,
-              "context": request.context},
-    )
+    async def _outbound(self, conn: asyncpg.Connection, request: DeliveryRequest) -> OutboundMessage:
+        row = await conn.fetchrow(_CONTACT, request.member_id)
+        try:
+            message = render(request, Contact(**dict(row)) if row else None)
+        except RenderError as error:
+            # Raising inside the transaction rolls back the touch recorded above.
+            log.warning("delivery.unrenderable", key=request.key, member_id=request.member_id,
+                        problem=type(error).__name__)
+            raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from error
+        return OutboundMessage(
+            key=request.key, member_id=request.member_id, scenario=request.scenario, step=request.step,
+            decided_at=request.decided_at, order_id=request.context.get("order_id"), message=message,
+        )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import json
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contacts import ContactActivities, store_contacts
@@ -16,12 +18,28 @@ from workflows.touches import Outcome, touch_key
 NOW = datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc)
 
 
-def request(member_id: str, outcome: Outcome = Outcome.SENT, channel: Channel | None = Channel.EMAIL) -> DeliveryRequest:
+EMAIL = "hanako@example.jp"
+
+
+def request(member_id: str, outcome: Outcome = Outcome.SENT, channel: Channel | None = Channel.EMAIL, *,
+            scenario: str = "S06", step: str = "upsell", context: dict[str, str] | None = None) -> DeliveryRequest:
     return DeliveryRequest(
-        member_id=member_id, key=touch_key(member_id, "S06", "upsell", "o1"), scenario="S06",
-        step="upsell", occurrence="o1", channel=channel, outcome=outcome, reason="route:email",
-        due_at=NOW, decided_at=NOW, context={"sku": "KOSO-30"},
+        member_id=member_id, key=touch_key(member_id, scenario, step, "o1"), scenario=scenario,
+        step=step, occurrence="o1", channel=channel, outcome=outcome, reason="route:email",
+        due_at=NOW, decided_at=NOW, upsell=scenario == "S06",
+        context={"order_id": "o1", "sku": "KOSO-30"} if context is None else context,
     )
+
+
+SAMPLE_INSERT = {"scenario": "S01", "step": "sample_insert", "context": {"order_id": "s1", "sku": "KOSO-SAMPLE"}}
+CHURN_CALL = {"scenario": "S12", "step": "call_center_task", "context": {}}
+RESUME_CALL = {"scenario": "S07", "step": "resume_call", "context": {"subscription_id": "sub1", "sku": "KOSO-30"}}
+
+
+@pytest.fixture
+async def reachable_member(pool, member_id) -> str:
+    await store_contacts(pool, {member_id: Contact(email=EMAIL)})
+    return member_id
 
 
 async def counts(pool, member_id: str) -> tuple[int, int]:
@@ -30,7 +48,8 @@ async def counts(pool, member_id: str) -> tuple[int, int]:
     return touches, deliveries
 
 
-async def test_the_same_key_twice_records_and_sends_once(pool, member_id):
+async def test_the_same_key_twice_records_and_sends_once(pool, reachable_member):
+    member_id = reachable_member
     activities = DeliveryActivities(pool)
     env = ActivityEnvironment()
     first = await env.run(activities.deliver, request(member_id))
@@ -41,7 +60,8 @@ async def test_the_same_key_twice_records_and_sends_once(pool, member_id):
     assert await counts(pool, member_id) == (1, 1)
 
 
-async def test_concurrent_attempts_with_one_key_send_once(pool, member_id):
+async def test_concurrent_attempts_with_one_key_send_once(pool, reachable_member):
+    member_id = reachable_member
     import asyncio
 
     activities = DeliveryActivities(pool)
@@ -61,14 +81,14 @@ async def test_touches_not_sent_are_recorded_but_never_reach_a_channel(pool, mem
 
 
 async def test_erasure_deletes_contacts_and_redacts_messages(pool, member_id):
-    await store_contacts(pool, {member_id: Contact(email="hanako@example.jp")})
+    await store_contacts(pool, {member_id: Contact(email=EMAIL)})
     await ActivityEnvironment().run(DeliveryActivities(pool).deliver, request(member_id))
     result = await ActivityEnvironment().run(
         ContactActivities(pool).erase_member, EraseRequest(member_id=member_id, requested_at=NOW))
     assert (result.contacts_deleted, result.deliveries_redacted) == (1, 1)
     assert await pool.fetchval("SELECT count(*) FROM member_contacts WHERE member_id = $1", member_id) == 0
     body = await pool.fetchval("SELECT body::text FROM deliveries WHERE member_id = $1", member_id)
-    assert "KOSO" not in body
+    assert "KOSO" not in body and EMAIL not in body and "定期" not in body
 
 
 async def test_a_later_registration_keeps_contact_fields_it_does_not_name(pool, member_id):
@@ -76,3 +96,85 @@ async def test_a_later_registration_keeps_contact_fields_it_does_not_name(pool, 
     assert first[member_id] == {Channel.EMAIL, Channel.LINE}
     later = await store_contacts(pool, {member_id: Contact(phone="090-0000-0000")})
     assert later[member_id] == {Channel.EMAIL, Channel.LINE, Channel.SMS}
+
+
+async def test_a_sent_email_stores_its_rendered_message_for_the_members_address(pool, reachable_member):
+    await ActivityEnvironment().run(DeliveryActivities(pool).deliver, request(reachable_member))
+    row = await pool.fetchrow("SELECT channel, template, body FROM deliveries WHERE member_id = $1", reachable_member)
+    body = json.loads(row["body"])
+    assert (row["channel"], row["template"], body["recipient"]) == ("email", "S06.upsell", EMAIL)
+    assert "定期コース" in body["subject"]
+    assert "定期コースのご案内" in body["body"] and "配信停止" in body["body"]
+
+
+async def test_an_insert_goes_on_the_warehouse_list_for_its_order_and_not_to_the_outbox(pool, member_id):
+    # No contact at all: the parcel already has the address.
+    result = await ActivityEnvironment().run(
+        DeliveryActivities(pool).deliver, request(member_id, channel=Channel.INSERT, **SAMPLE_INSERT))
+    assert result.sent
+    rows = await pool.fetch("SELECT * FROM inserts WHERE member_id = $1", member_id)
+    assert [(r["order_id"], r["scenario"], r["step"], r["insert_code"]) for r in rows] == [
+        ("s1", "S01", "sample_insert", "S01-sample-welcome")]
+    assert "QRコード" in rows[0]["body"] and rows[0]["attached_to_shipment_at"] is None
+    assert await counts(pool, member_id) == (1, 0)
+
+
+@pytest.mark.parametrize(("touch", "priority", "due_within"), [
+    (CHURN_CALL, 1, timedelta(days=1)), (RESUME_CALL, 2, timedelta(days=3))], ids=["S12", "S07"])
+async def test_a_call_center_touch_opens_one_task_with_its_priority(pool, member_id, touch, priority, due_within):
+    await ActivityEnvironment().run(
+        DeliveryActivities(pool).deliver, request(member_id, channel=Channel.CALL_CENTER, **touch))
+    rows = await pool.fetch("SELECT * FROM call_center_tasks WHERE member_id = $1", member_id)
+    assert [(r["step"], r["status"], r["priority"], r["due_at"]) for r in rows] == [
+        (touch["step"], "open", priority, NOW + due_within)]
+    assert rows[0]["reason"].startswith("解約兆候" if touch is CHURN_CALL else "定期休止60日")
+    assert await counts(pool, member_id) == (1, 0)
+
+
+@pytest.mark.parametrize(("channel", "touch", "table"), [
+    (Channel.EMAIL, {}, "deliveries"), (Channel.INSERT, SAMPLE_INSERT, "inserts"),
+    (Channel.CALL_CENTER, CHURN_CALL, "call_center_tasks")], ids=["email", "insert", "call_center"])
+async def test_every_channel_keeps_one_row_per_key_however_often_it_runs(pool, reachable_member, channel, touch, table):
+    activities = DeliveryActivities(pool)
+    for _ in range(2):
+        await ActivityEnvironment().run(activities.deliver, request(reachable_member, channel=channel, **touch))
+    assert await pool.fetchval(f"SELECT count(*) FROM {table} WHERE member_id = $1", reachable_member) == 1
+    assert await pool.fetchval("SELECT count(*) FROM touches WHERE member_id = $1", reachable_member) == 1
+
+
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.DM])
+async def test_a_member_without_an_address_on_the_channel_fails_for_good_and_nothing_is_recorded(
+        pool, reachable_member, channel):
+    if channel is Channel.EMAIL:  # erased meanwhile
+        await pool.execute("DELETE FROM member_contacts WHERE member_id = $1", reachable_member)
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityEnvironment().run(DeliveryActivities(pool).deliver, request(reachable_member, channel=channel))
+    assert (failure.value.type, failure.value.non_retryable) == ("NoRecipient", True)
+    assert f"S06.upsell on {channel.value}" in str(failure.value)
+    assert await counts(pool, reachable_member) == (0, 0)
+
+
+async def test_an_insert_without_its_order_fails_for_good_and_nothing_is_recorded(pool, member_id):
+    touch = {**SAMPLE_INSERT, "context": {"sku": "KOSO-SAMPLE"}}
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityEnvironment().run(
+            DeliveryActivities(pool).deliver, request(member_id, channel=Channel.INSERT, **touch))
+    assert (failure.value.type, failure.value.non_retryable) == ("NoShipment", True)
+    assert await pool.fetchval("SELECT count(*) FROM touches WHERE member_id = $1", member_id) == 0
+    assert await pool.fetchval("SELECT count(*) FROM inserts WHERE member_id = $1", member_id) == 0
+
+
+async def test_a_send_racing_an_erasure_waits_for_it_and_then_finds_no_address(pool, reachable_member):
+    import asyncio
+
+    async with pool.acquire() as eraser:
+        erasure = eraser.transaction()
+        await erasure.start()
+        await eraser.execute("DELETE FROM member_contacts WHERE member_id = $1", reachable_member)
+        send = asyncio.create_task(ActivityEnvironment().run(DeliveryActivities(pool).deliver, request(reachable_member)))
+        await asyncio.sleep(0.3)
+        assert not send.done()  # the contact row is locked until the erasure commits
+        await erasure.commit()
+    with pytest.raises(ApplicationError, match="the member has no email"):
+        await send
+    assert await counts(pool, reachable_member) == (0, 0)
