@@ -19,10 +19,22 @@ def event(type: str, member_id: str, at: datetime, **fields) -> MemberEvent:
     })
 
 
+# Fake contact data per reachable channel (the ingress turns it back into `reachable`).
+_CONTACT_FIELD = {"email": "email", "line": "line_user_id", "sms": "phone", "dm": "postal_address"}
+
+
+def contact_for(member_id: str, reachable) -> dict:
+    fake = {"email": f"{member_id}@example.jp", "line_user_id": f"U{member_id}",
+            "phone": "090-0000-0000", "postal_address": "東京都千代田区千代田1-1"}
+    return {_CONTACT_FIELD[c]: fake[_CONTACT_FIELD[c]] for c in reachable}
+
+
 def registered(member_id: str, at: datetime, *, line=True, email=True, sales_channel="online",
                reachable=("line", "email", "dm")) -> MemberEvent:
+    """A registration with contact data; ``reachable`` is also set, as the ingress would, for pure tests."""
     e = event("member_registered", member_id, at, sales_channel=sales_channel,
-              consent={"email": email, "line": line, "sms": False, "push": False, "dm": True})
+              consent={"email": email, "line": line, "sms": False, "push": False, "dm": True},
+              contact=contact_for(member_id, reachable))
     return e.model_copy(update={"reachable": frozenset(reachable)})
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contacts import ContactActivities
@@ -116,6 +116,21 @@ class MemberWorkflow:
             self._state = lifecycle.record_touches(self._state, [record])
 
     async def _deliver(self, touch: PlannedTouch, record: TouchRecord) -> TouchRecord:
+        """Record the touch and, if sent, send it; a send that fails for good is recorded suppressed."""
+        try:
+            await self._run_delivery(touch, record)
+            return record
+        except ActivityError as error:
+            cause = error.cause
+            kind = cause.type if isinstance(cause, ApplicationError) and cause.type else "error"
+            workflow.logger.warning("touch delivery failed", extra={"key": record.key, "error": str(cause)})
+            failed = record.model_copy(update={
+                "outcome": Outcome.SUPPRESSED, "reason": f"delivery_failed:{kind}", "channel": record.channel,
+            })
+            await self._run_delivery(touch, failed)  # a suppressed touch only records: it cannot fail to send
+            return failed
+
+    async def _run_delivery(self, touch: PlannedTouch, record: TouchRecord) -> None:
         request = DeliveryRequest(
             member_id=self._member_id, key=record.key, scenario=record.scenario,
             step=record.step, occurrence=record.occurrence, channel=record.channel,
@@ -123,17 +138,12 @@ class MemberWorkflow:
             decided_at=record.decided_at, variant=record.variant, upsell=record.upsell,
             context=touch.context,
         )
-        try:
-            await workflow.execute_activity_method(
-                DeliveryActivities.deliver, request,
-                start_to_close_timeout=DELIVERY_TIMEOUT,
-                schedule_to_close_timeout=DELIVERY_GIVE_UP,
-                retry_policy=DELIVERY_RETRY,
-            )
-        except ActivityError as error:
-            workflow.logger.warning("touch delivery failed", extra={"key": record.key, "error": str(error.cause)})
-            return record.model_copy(update={"outcome": Outcome.SUPPRESSED, "reason": "delivery_failed"})
-        return record
+        await workflow.execute_activity_method(
+            DeliveryActivities.deliver, request,
+            start_to_close_timeout=DELIVERY_TIMEOUT,
+            schedule_to_close_timeout=DELIVERY_GIVE_UP,
+            retry_policy=DELIVERY_RETRY,
+        )
 
     async def _erase(self) -> None:
         await workflow.execute_activity_method(

@@ -11,7 +11,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from starter.ingress import signal_with_start
+from starter.ingress import signal_with_start, strip_contacts
 from worker.main import build_worker
 from worker.settings import Settings
 from workflows.events import MemberEvent
@@ -22,15 +22,19 @@ from workflows.messages import MemberStateView, Timeline
 # Workflows a test started; terminated when its worker stops, so that they do not
 # hold up the time-skipping server's clock for the tests after it.
 _started: set[str] = set()
+# The running worker's database, where `send` stores contacts as the ingress does.
+_pool: list[asyncpg.Pool] = []
 
 
 @asynccontextmanager
 async def running_worker(client: Client, pool: asyncpg.Pool, task_queue: str) -> AsyncIterator[Worker]:
     worker = build_worker(client, pool, Settings(task_queue=task_queue, max_cached_workflows=100))
+    _pool.append(pool)
     try:
         async with worker:
             yield worker
     finally:
+        _pool.remove(pool)
         for started in list(_started):
             try:
                 await client.get_workflow_handle(started).terminate("test finished")
@@ -40,6 +44,8 @@ async def running_worker(client: Client, pool: asyncpg.Pool, task_queue: str) ->
 
 
 async def send(client: Client, task_queue: str, *events: MemberEvent) -> WorkflowHandle:
+    """Through the ingress: contacts stored in PostgreSQL, then one signal-with-start per event."""
+    events = tuple(await strip_contacts(_pool[-1], list(events)))
     for event in events:
         await signal_with_start(client, event, task_queue)
         _started.add(workflow_id(event.member_id))
