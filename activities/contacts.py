@@ -76,11 +76,23 @@ class ContactActivities:
                 " WHERE member_id = $1 AND body <> '{\"erased\": true}'::jsonb",
                 request.member_id,
             )
+            # Nobody should call or pack a leaflet for a member who asked to be forgotten.
+            tasks = await conn.execute(
+                "UPDATE call_center_tasks SET status = 'cancelled', talking_points = ''"
+                " WHERE member_id = $1 AND status = 'open'", request.member_id)
+            inserts = await conn.execute(
+                "DELETE FROM inserts WHERE member_id = $1 AND attached_to_shipment_at IS NULL", request.member_id)
         result = EraseResult(
             member_id=request.member_id,
-            contacts_deleted=int(contacts.split()[-1]),
-            deliveries_redacted=int(redacted.split()[-1]),
+            contacts_deleted=_count(contacts),
+            deliveries_redacted=_count(redacted),
+            call_center_tasks_cancelled=_count(tasks),
+            inserts_withdrawn=_count(inserts),
         )
-        log.info("member.erased", member_id=request.member_id,
-                 contacts_deleted=result.contacts_deleted, deliveries_redacted=result.deliveries_redacted)
+        log.info("member.erased", **result.model_dump())
         return result
+
+
+def _count(status: str) -> int:
+    """Rows touched, from asyncpg's command status ('DELETE 3', 'UPDATE 1')."""
+    return int(status.split()[-1])

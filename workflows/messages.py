@@ -90,3 +90,5 @@ class EraseResult(_Message):
     member_id: str
     contacts_deleted: int
     deliveries_redacted: int
+    call_center_tasks_cancelled: int = 0
+    inserts_withdrawn: int = 0

@@ -91,6 +91,16 @@ async def test_erasure_deletes_contacts_and_redacts_messages(pool, member_id):
     assert "KOSO" not in body and EMAIL not in body and "定期" not in body
 
 
+async def test_erasure_cancels_open_call_centre_tasks_and_withdraws_unpacked_inserts(pool, member_id):
+    env = ActivityEnvironment()
+    await env.run(DeliveryActivities(pool).deliver, request(member_id, channel=Channel.CALL_CENTER, **CHURN_CALL))
+    await env.run(DeliveryActivities(pool).deliver, request(member_id, channel=Channel.INSERT, **SAMPLE_INSERT))
+    result = await env.run(ContactActivities(pool).erase_member, EraseRequest(member_id=member_id, requested_at=NOW))
+    assert (result.call_center_tasks_cancelled, result.inserts_withdrawn) == (1, 1)
+    assert await pool.fetchval("SELECT status FROM call_center_tasks WHERE member_id = $1", member_id) == "cancelled"
+    assert await pool.fetchval("SELECT count(*) FROM inserts WHERE member_id = $1", member_id) == 0
+
+
 async def test_a_later_registration_keeps_contact_fields_it_does_not_name(pool, member_id):
     first = await store_contacts(pool, {member_id: Contact(email="a@example.jp", line_user_id="U123")})
     assert first[member_id] == {Channel.EMAIL, Channel.LINE}
