@@ -64,7 +64,26 @@ def _parser() -> argparse.ArgumentParser:
     state.add_argument("member_id")
     state.add_argument("--json", action="store_true", help="print the state as JSON")
     state.set_defaults(command=_state)
+
+    preview = commands.add_parser(
+        "preview", help="run one member's events through the real workflow on the time-skipping test server, "
+                        "channels dry, and list every touch with its outcome")
+    preview.add_argument("file", help="one member's events (NDJSON or JSON), or - for standard input")
+    preview.add_argument("--days", type=_days, default=365, metavar="N",
+                         help="how many days after the first event to run (default 365)")
+    preview.add_argument("--json", action="store_true", help="print the touches as one JSON array")
+    preview.set_defaults(command=_preview)
     return parser
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if not 1 <= days <= 3650:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 3650, not {days}")
+    return days
 
 
 async def _dev(settings: Settings, args: argparse.Namespace) -> int:
@@ -142,6 +161,30 @@ async def _state(settings: Settings, args: argparse.Namespace) -> int:
     print(f"next touch    {_when(view.next_touch_at)}")
     for touch in sorted(view.planned, key=lambda t: t.due_at):
         print(f"  {_when(touch.due_at)}  {touch.scenario} {touch.step}")
+    return 0
+
+
+async def _preview(settings: Settings, args: argparse.Namespace) -> int:
+    """Needs no dev stack: its own time-skipping test server, dry channels, no PostgreSQL."""
+    import logging
+
+    from starter.preview import PreviewError, preview_text, report_problems, to_json, to_table
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    sdk_log = logging.getLogger("temporalio")
+    level = sdk_log.level
+    sdk_log.setLevel(logging.WARNING)  # the worker's start and stop lines are noise here
+    try:
+        preview = await preview_text(text, args.days)
+    except PreviewError as error:
+        for problem in error.problems:
+            print(f"rejected {problem}", file=sys.stderr)
+        return 1
+    finally:
+        sdk_log.setLevel(level)
+    for note in report_problems(preview):
+        print(f"goldenroute: {note}", file=sys.stderr)
+    print(to_json(preview) if args.json else to_table(preview))
     return 0
 
 

@@ -52,7 +52,8 @@ def main_purchase_entry(order: OrderRecord, nxt: OrderRecord | None, next_means:
         moments=moments,
         supply_days=order.main_supply_days,
         exit=Exit(nxt.placed_at, next_means) if ends else None,  # type: ignore[union-attr,arg-type]
-        context={"order_id": order.order_id, "sku": order.main_sku or ""},
+        context={"order_id": order.order_id, "sku": order.main_sku or "",
+                 "run_out_date": order.run_out_at.date().isoformat()},
     )
 
 
@@ -105,7 +106,8 @@ def sample_to_main(state: MemberState) -> list[Entry]:
         occurrence=sample.order_id,
         moments={"entry": sample.placed_at, "run_out": sample.run_out_at},
         supply_days=sample.supply_days,
-        context={"order_id": sample.order_id, "sku": sample.main_sku or ""},
+        context={"order_id": sample.order_id, "sku": sample.main_sku or "",
+                 "run_out_date": sample.run_out_at.date().isoformat()},
     )
     return [_with_exit(entry, _first_after(_later_orders(state, sample.placed_at), sample.placed_at),
                        "exit:order_placed")]
@@ -124,7 +126,7 @@ def trial_to_main(state: MemberState) -> list[Entry]:
         occurrence=trial.order_id,
         moments={"entry": trial.placed_at, "run_out": trial.run_out_at},
         supply_days=trial.supply_days,
-        context={"order_id": trial.order_id},
+        context={"order_id": trial.order_id, "run_out_date": trial.run_out_at.date().isoformat()},
     )
     mains = [m.placed_at for m in state.main_purchases() if m.placed_at]
     return [_with_exit(entry, _first_after(mains, trial.placed_at), "exit:main_purchase")]
@@ -248,11 +250,13 @@ def reactivation(state: MemberState) -> list[Entry]:
 
 def churn_prevention(state: MemberState) -> list[Entry]:
     """S12: a churn signal or a lengthened interval, at most one entry per 30 days."""
-    signals = list(state.churn_signals) + [
-        s.lengthened_at for s in state.subscriptions.values() if s.lengthened_at is not None
-    ]
+    signs = {sign.at: sign.signal for sign in state.churn_signals}
+    for sub in state.subscriptions.values():
+        if sub.lengthened_at is not None:
+            signs.setdefault(sub.lengthened_at, "interval_lengthened")
     candidates = [
-        Entry(occurrence=f"signal@{at.isoformat()}", moments={"entry": at}) for at in set(signals)
+        Entry(occurrence=f"signal@{at.isoformat()}", moments={"entry": at}, context={"signal": signal})
+        for at, signal in signs.items()
     ]
     return _spaced(candidates, CHURN_FOLLOW_UP_EVERY)[-2:]
 

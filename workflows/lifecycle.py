@@ -145,6 +145,11 @@ class Subscription(_State):
         return self.model_copy(update={"intervals": tuple(kept[-MAX_INTERVALS:])})
 
 
+class ChurnSign(_State):
+    at: datetime
+    signal: str  # cancel_page_viewed, skip_requested, complaint, …
+
+
 class Profile(_State):
     sales_channel: SalesChannel = SalesChannel.ONLINE
     timezone: str = "Asia/Tokyo"
@@ -162,7 +167,7 @@ class MemberState(_State):
     orders: dict[str, OrderRecord] = {}
     archived: ArchivedOrders = ArchivedOrders()
     subscriptions: dict[str, Subscription] = {}
-    churn_signals: tuple[datetime, ...] = ()  # the newest MAX_CHURN_SIGNALS, oldest first
+    churn_signals: tuple[ChurnSign, ...] = ()  # the newest MAX_CHURN_SIGNALS, oldest first
     erased_at: datetime | None = None
     # The latest touch outcomes (the full timeline is in PostgreSQL's touches table).
     touches: tuple[TouchRecord, ...] = ()
@@ -373,9 +378,11 @@ def _subscription_interval_changed(state: MemberState, event: ev.SubscriptionInt
 
 
 def _churn_signal(state: MemberState, event: ev.ChurnSignal) -> dict:
-    if event.occurred_at in state.churn_signals:
+    sign = ChurnSign(at=event.occurred_at, signal=event.signal)
+    if sign in state.churn_signals:
         return {}
-    return {"churn_signals": tuple(sorted((*state.churn_signals, event.occurred_at)))[-MAX_CHURN_SIGNALS:]}
+    signs = sorted((*state.churn_signals, sign), key=lambda s: (s.at, s.signal))
+    return {"churn_signals": tuple(signs[-MAX_CHURN_SIGNALS:])}
 
 
 def _member_erased(state: MemberState, event: ev.MemberErased) -> dict:

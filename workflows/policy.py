@@ -142,7 +142,8 @@ def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[da
             if frees <= touch.due_at + config.late_after:
                 return Decision(None, "frequency_cap", channel, variant, postpone_to=frees)
             return Decision(Outcome.SUPPRESSED, "frequency_cap", channel, variant)
-    subscriber = state.subscription_status is SubscriptionStatus.ACTIVE
+    # A paused 定期 member is still a subscriber: offering them the subscription makes no sense.
+    subscriber = state.subscription_status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAUSED)
     reason = f"route:{channel.value}" + (";upsell_omitted:subscriber" if touch.upsell and subscriber else "")
     return Decision(Outcome.SENT, reason, channel, variant, upsell=touch.upsell and not subscriber)
 

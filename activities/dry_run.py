@@ -1,0 +1,51 @@
+"""Dry-run channels for ``goldenroute preview``: the real activity names and models, nothing leaves the machine.
+
+The member workflow hands every decided touch to ``deliver_touch`` and an erasure
+to ``erase_member``. These implementations keep each request in memory (the
+preview's record of every touch; the workflow's own ``timeline`` keeps only the
+newest) and never contact a channel, PostgreSQL or anyone else.
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from workflows.messages import DeliveryRequest, DeliveryResult, EraseRequest, EraseResult
+from workflows.touches import Outcome
+
+
+class DryRunChannels:
+    """One collection of every touch decided while it served a worker, keyed once per idempotency key."""
+
+    def __init__(self) -> None:
+        self._deliveries: dict[str, DeliveryRequest] = {}
+        self._erasures: dict[str, EraseRequest] = {}
+
+    @property
+    def activities(self) -> list:
+        """The activity functions for ``build_worker(..., activity_functions=...)``."""
+        return [self.deliver, self.erase_member]
+
+    def deliveries(self, member_id: str | None = None) -> list[DeliveryRequest]:
+        """Every touch handed over so far (of one member, if given), in the order it was decided."""
+        return [d for d in self._deliveries.values() if member_id is None or d.member_id == member_id]
+
+    def erasure(self, member_id: str) -> EraseRequest | None:
+        return self._erasures.get(member_id)
+
+    @activity.defn(name="deliver_touch")
+    async def deliver(self, request: DeliveryRequest) -> DeliveryResult:
+        """Record the touch; a retry or a replay of the same key is recorded once."""
+        recorded = request.key not in self._deliveries
+        if recorded:
+            self._deliveries[request.key] = request
+        sent = request.outcome is Outcome.SENT and request.channel is not None
+        first = self._deliveries[request.key]
+        return DeliveryResult(key=request.key, recorded=recorded, sent=sent,
+                              delivered_at=first.decided_at if sent else None)
+
+    @activity.defn(name="erase_member")
+    async def erase_member(self, request: EraseRequest) -> EraseResult:
+        """Nothing was stored, so nothing is deleted; the erasure itself is remembered."""
+        self._erasures.setdefault(request.member_id, request)
+        return EraseResult(member_id=request.member_id, contacts_deleted=0, deliveries_redacted=0)
