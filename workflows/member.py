@@ -54,6 +54,8 @@ class MemberWorkflow:
         self._inbox: list[MemberEvent] = list(input.pending_events)
         self._planned: dict[str, PlannedTouch] = {t.key: t for t in input.planned}
         self._wake_at: datetime | None = None
+        self._timer: asyncio.Future | None = None
+        self._timer_at: datetime | None = None
 
     @workflow.signal
     def event(self, event: MemberEvent) -> None:
@@ -157,16 +159,24 @@ class MemberWorkflow:
         return min((t.send_at for t in self._planned.values()), default=None)
 
     async def _sleep_until_next(self) -> None:
-        """The one durable wait: the next touch, the next stage change, or the next event."""
-        wake = self._wake_at
-        timeout = max(wake - workflow.now(), timedelta(seconds=1)) if wake else None
-        try:
-            await workflow.wait_condition(
-                lambda: bool(self._inbox) or workflow.info().is_continue_as_new_suggested(),
-                timeout=timeout,
-            )
-        except asyncio.TimeoutError:
-            pass
+        """The one durable wait: the next touch, the next stage change, or the next event.
+
+        The timer outlives an event that does not move the wake-up (a shipment, a
+        duplicate): it is only replaced when the moment changes, so such an event
+        costs its signal and nothing more.
+        """
+        if self._timer is not None and (self._timer.done() or self._timer_at != self._wake_at):
+            self._timer.cancel()
+            self._timer = None
+        if self._timer is None and self._wake_at is not None:
+            delay = max(self._wake_at - workflow.now(), timedelta(seconds=1))
+            self._timer = asyncio.ensure_future(workflow.sleep(delay))
+            self._timer_at = self._wake_at
+        timer = self._timer
+        await workflow.wait_condition(
+            lambda: bool(self._inbox) or (timer is not None and timer.done())
+            or workflow.info().is_continue_as_new_suggested()
+        )
 
 
 def _current_search_attributes() -> dict[str, object]:

@@ -47,6 +47,14 @@ def journeys(t0):
             (0, event("subscription_started", "replay-sub", t0, sku="KOSO-30", interval_days=30, **sub)),
             (20, event("subscription_paused", "replay-sub", t0 + days(20), **sub)),
         ], 90),
+        "churn_signal_then_erasure": ([
+            (0, registered("replay-churn", t0)),
+            (0, order("replay-churn", t0, "o1", subscription_id="sub-1")),
+            (0, event("subscription_started", "replay-churn", t0, sku="KOSO-30", interval_days=30, **sub)),
+            (10, event("churn_signal", "replay-churn", t0 + days(10), signal="cancel_page_viewed")),
+            (12, event("subscription_interval_changed", "replay-churn", t0 + days(12), interval_days=60, **sub)),
+            (20, event("member_erased", "replay-churn", t0 + days(20))),
+        ], 25),
     }
 
 

@@ -158,3 +158,23 @@ async def test_erasure_deletes_personal_data_and_ends_the_member(env, pool, memb
         assert await pool.fetchval("SELECT count(*) FROM member_contacts WHERE member_id = $1", member_id) == 0
         forwarded = await forward(env.client, [order(member_id, now(), "o2")], task_queue)
         assert forwarded.signalled == 0 and "erased" in forwarded.refused[0]
+
+
+async def test_an_event_that_does_not_move_the_next_touch_keeps_the_timer(env, pool, member_id, task_queue):
+    async with running_worker(env.client, pool, task_queue):
+        t0 = now()
+        handle = await send(env.client, task_queue, registered(member_id, t0), order(member_id, t0, "o1"))
+
+        async def sleeping():
+            assert len(await history_events(handle, EventType.EVENT_TYPE_TIMER_STARTED)) == 1
+        await eventually(sleeping)
+        timers = 1
+        await send(env.client, task_queue, event("consent_changed", member_id, t0, channel="sms", granted=True))
+
+        async def folded():
+            completed = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+            signals = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+            assert signals[-1].event_id < completed[-1].event_id
+        await eventually(folded)
+        assert len(await history_events(handle, EventType.EVENT_TYPE_TIMER_STARTED)) == timers
+        assert not await history_events(handle, EventType.EVENT_TYPE_TIMER_CANCELED)
