@@ -18,6 +18,7 @@ import structlog
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.projection import project
 from activities.channels import ChannelAdapter, OutboundMessage, OutboxAdapter, default_adapters
 from activities.contacts import FIELDS
 from activities.render import RenderError, render
@@ -50,6 +51,8 @@ class DeliveryActivities:
     async def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         """Exactly once per idempotency key, however often it is retried or replayed."""
         async with self._pool.acquire() as conn, conn.transaction():
+            if request.projection is not None:  # the member's read model rides along, in the same commit
+                await project(conn, request.projection)
             recorded = await conn.fetchval(
                 _RECORD, request.key, request.member_id, request.scenario, request.step,
                 request.occurrence, request.channel.value if request.channel else None,

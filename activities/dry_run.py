@@ -11,6 +11,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from workflows.messages import DeliveryRequest, DeliveryResult, EraseRequest, EraseResult
+from workflows.projection import ProjectionRequest, ProjectionResult
 from workflows.touches import Outcome
 
 
@@ -24,7 +25,7 @@ class DryRunChannels:
     @property
     def activities(self) -> list:
         """The activity functions for ``build_worker(..., activity_functions=...)``."""
-        return [self.deliver, self.erase_member]
+        return [self.deliver, self.erase_member, self.project]
 
     def deliveries(self, member_id: str | None = None) -> list[DeliveryRequest]:
         """Every touch handed over so far (of one member, if given), in the order it was decided."""
@@ -49,3 +50,8 @@ class DryRunChannels:
         """Nothing was stored, so nothing is deleted; the erasure itself is remembered."""
         self._erasures.setdefault(request.member_id, request)
         return EraseResult(member_id=request.member_id, contacts_deleted=0, deliveries_redacted=0)
+
+    @activity.defn(name="project_member")
+    async def project(self, request: ProjectionRequest) -> ProjectionResult:
+        """No read model in a preview: the projection is acknowledged and dropped."""
+        return ProjectionResult(events_recorded=0, snapshot_written=False)

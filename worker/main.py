@@ -18,6 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import db
 from activities.contacts import ContactActivities
 from activities.delivery import DeliveryActivities
+from activities.projection import ProjectionActivities
 from worker.client import connect, metrics_runtime
 from worker.settings import Settings
 from workflows.member import MemberWorkflow
@@ -34,7 +35,8 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 # built inside the workflow validate against the same classes the converter uses.
 PURE_CORE = (
     "workflows.events", "workflows.lifecycle", "workflows.touches", "workflows.scenarios",
-    "workflows.policy", "workflows.messages", "workflows.search", "activities",
+    "workflows.policy", "workflows.messages", "workflows.search", "workflows.entries",
+    "workflows.projection", "activities",
 )
 
 
@@ -60,7 +62,8 @@ def activities(pool: asyncpg.Pool) -> list:
     """The production activities, with their dependencies."""
     delivery = DeliveryActivities(pool)
     contacts = ContactActivities(pool)
-    return [delivery.deliver, contacts.erase_member]
+    projection = ProjectionActivities(pool)
+    return [delivery.deliver, contacts.erase_member, projection.project]
 
 
 def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, *,

@@ -19,6 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.contacts import ContactActivities
     from activities.delivery import DeliveryActivities
+    from activities.projection import ProjectionActivities
     from workflows import lifecycle, policy, search
     from workflows.events import MemberEvent
     from workflows.lifecycle import MemberState, Stage
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         MemberStateView,
         Timeline,
     )
+    from workflows.projection import ProjectionRequest
     from workflows.touches import Outcome, PlannedTouch, TouchRecord
 
 # A channel outage must not lose a touch: retry with backoff for up to a day.
@@ -38,6 +40,9 @@ DELIVERY_TIMEOUT = timedelta(seconds=30)
 DELIVERY_GIVE_UP = timedelta(days=1)
 # Erasure is a legal duty: retry until it succeeds.
 ERASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=10))
+PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+# Members started before the event log and the members table existed replay without them.
+PROJECTION_PATCH = "project-member-to-postgres"
 
 
 def workflow_id(member_id: str) -> str:
@@ -54,6 +59,7 @@ class MemberWorkflow:
         self._inbox: list[MemberEvent] = list(input.pending_events)
         self._planned: dict[str, PlannedTouch] = {t.key: t for t in input.planned}
         self._wake_at: datetime | None = None
+        self._projection = input.projection.model_copy(deep=True)
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
 
@@ -98,6 +104,7 @@ class MemberWorkflow:
                 workflow.continue_as_new(MemberInput(
                     member_id=self._member_id, policy=self._policy, state=self._state,
                     pending_events=tuple(self._inbox), planned=tuple(self._planned.values()),
+                    projection=self._projection,
                 ))
             await self._sleep_until_next()
 
@@ -105,6 +112,7 @@ class MemberWorkflow:
         state = lifecycle.advance_clock(self._state, workflow.now())
         for event in self._inbox:
             state = lifecycle.apply(state, event)
+            self._projection.log(event)
         self._inbox.clear()
         self._state = state
 
@@ -113,14 +121,31 @@ class MemberWorkflow:
         settlement = policy.settle(self._state, self._planned, workflow.now(), self._policy)
         self._planned = settlement.pending
         self._wake_at = settlement.wake_at
-        for touch, record in settlement.finished:
-            record = await self._deliver(touch, record)
+        projection = self._projection_due()
+        for n, (touch, record) in enumerate(settlement.finished, start=1):
+            carried = projection if n == len(settlement.finished) else None
+            record = await self._deliver(touch, record, carried)
             self._state = lifecycle.record_touches(self._state, [record])
+        if projection is not None:
+            if not settlement.finished:
+                await workflow.execute_activity_method(
+                    ProjectionActivities.project, projection,
+                    start_to_close_timeout=DELIVERY_TIMEOUT, retry_policy=PROJECTION_RETRY,
+                )
+            self._projection.wrote(projection)
 
-    async def _deliver(self, touch: PlannedTouch, record: TouchRecord) -> TouchRecord:
+    def _projection_due(self) -> ProjectionRequest | None:
+        """The events and snapshot to write to PostgreSQL now, if anything changed."""
+        if not workflow.patched(PROJECTION_PATCH):
+            self._projection.unwritten.clear()
+            return None
+        return self._projection.due(self._state, self._next_touch_at())
+
+    async def _deliver(self, touch: PlannedTouch, record: TouchRecord,
+                       projection: ProjectionRequest | None) -> TouchRecord:
         """Record the touch and, if sent, send it; a send that fails for good is recorded suppressed."""
         try:
-            await self._run_delivery(touch, record)
+            await self._run_delivery(touch, record, projection)
             return record
         except ActivityError as error:
             cause = error.cause
@@ -129,16 +154,17 @@ class MemberWorkflow:
             failed = record.model_copy(update={
                 "outcome": Outcome.SUPPRESSED, "reason": f"delivery_failed:{kind}", "channel": record.channel,
             })
-            await self._run_delivery(touch, failed)  # a suppressed touch only records: it cannot fail to send
+            await self._run_delivery(touch, failed, projection)  # only records: it cannot fail to send
             return failed
 
-    async def _run_delivery(self, touch: PlannedTouch, record: TouchRecord) -> None:
+    async def _run_delivery(self, touch: PlannedTouch, record: TouchRecord,
+                            projection: ProjectionRequest | None) -> None:
         request = DeliveryRequest(
             member_id=self._member_id, key=record.key, scenario=record.scenario,
             step=record.step, occurrence=record.occurrence, channel=record.channel,
             outcome=record.outcome, reason=record.reason, due_at=record.due_at,
             decided_at=record.decided_at, variant=record.variant, upsell=record.upsell,
-            context=touch.context,
+            context=touch.context, projection=projection,
         )
         await workflow.execute_activity_method(
             DeliveryActivities.deliver, request,

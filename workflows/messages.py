@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from workflows.events import Channel, MemberEvent
 from workflows.lifecycle import MemberState, Stage, SubscriptionStatus
 from workflows.policy import PolicyConfig
+from workflows.projection import ProjectionLog, ProjectionRequest
 from workflows.touches import Outcome, PlannedTouch, TouchRecord
 
 
@@ -27,6 +28,7 @@ class MemberInput(_Message):
     pending_events: tuple[MemberEvent, ...] = ()
     # Touches planned before continue-as-new, so one that vanishes later is still closed.
     planned: tuple[PlannedTouch, ...] = ()
+    projection: ProjectionLog = ProjectionLog()
 
 
 class MemberResult(_Message):
@@ -72,6 +74,8 @@ class DeliveryRequest(_Message):
     variant: str | None = None
     upsell: bool = False  # include the subscription-upsell block in the message
     context: dict[str, str] = {}
+    # The member's new events and snapshot, written in the same transaction as the touch.
+    projection: ProjectionRequest | None = None
 
 
 class DeliveryResult(_Message):

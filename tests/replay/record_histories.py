@@ -1,9 +1,11 @@
 """Record member workflow histories for the replay tests.
 
-Run after a change that is *meant* to keep running workflows compatible, to add
-histories of the new behaviour; never re-record to make a failing replay pass:
+Run after a change that is *meant* to keep running workflows compatible (behind
+``workflow.patched``), to add histories of the new behaviour under a new tag; keep
+the old tags — they are the members already running. Never re-record a tag to make
+a failing replay pass:
 
-    .venv/bin/python -m tests.replay.record_histories
+    .venv/bin/python -m tests.replay.record_histories v2-event-log
 """
 
 from __future__ import annotations
@@ -58,8 +60,11 @@ def journeys(t0):
     }
 
 
-async def record() -> None:
-    HISTORIES.mkdir(exist_ok=True)
+async def record(tag: str) -> None:
+    folder = HISTORIES / tag
+    if folder.exists():
+        raise SystemExit(f"{folder} exists: histories of a released version are never re-recorded")
+    folder.mkdir(parents=True)
     pgdata = Path(tempfile.mkdtemp()) / "pg"
     pg = start_embedded_postgres(pgdata)
     pool = await db.create_pool(pg.database_url)
@@ -80,7 +85,7 @@ async def record() -> None:
                     handle = await send(env.client, "replay", member_event)
                 await env.sleep(days(run_days - elapsed))
                 history = await handle.fetch_history()
-                (HISTORIES / f"{name}.json").write_text(history.to_json())
+                (folder / f"{name}.json").write_text(history.to_json())
                 print(f"recorded {name}: {len(history.events)} events")
     finally:
         await env.shutdown()
@@ -89,4 +94,8 @@ async def record() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(record())
+    import sys
+
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m tests.replay.record_histories TAG")
+    asyncio.run(record(sys.argv[1]))

@@ -12,14 +12,16 @@ from temporalio.worker import Replayer
 from worker.main import WORKFLOW_RUNNER
 from workflows.member import MemberWorkflow
 
-HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*/*.json"))
 
 
-def test_there_are_recorded_histories():
-    assert len(HISTORIES) >= 3
+def test_every_released_version_has_recorded_histories():
+    versions = {p.parent.name for p in HISTORIES}
+    assert "v1-first-release" in versions and len(versions) >= 2
+    assert all(len(list((Path(__file__).parent / "histories" / v).glob("*.json"))) >= 3 for v in versions)
 
 
-@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+@pytest.mark.parametrize("path", HISTORIES, ids=[f"{p.parent.name}/{p.stem}" for p in HISTORIES])
 async def test_a_recorded_history_replays_without_nondeterminism(path: Path):
     history = WorkflowHistory.from_json(f"member-{path.stem}", path.read_text())
     replayer = Replayer(
