@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
                          help="how many days after the first event to run (default 365)")
     preview.add_argument("--json", action="store_true", help="print the touches as one JSON array")
     preview.set_defaults(command=_preview)
+
+    db = commands.add_parser("db", help="the PostgreSQL read models: apply migrations, or rebuild members")
+    db.add_argument("action", choices=["migrate", "rebuild"],
+                    help="migrate: apply pending migrations; rebuild: recompute members from member_events")
+    db.set_defaults(command=_db)
     return parser
 
 
@@ -139,6 +144,25 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"sent 0 events; rejected {len(parsed.rejected)} invalid lines")
     return 1 if parsed.rejected else 0
+
+
+async def _db(settings: Settings, args: argparse.Namespace) -> int:
+    from activities.db import create_pool, migrate
+    from starter.rebuild import rebuild
+
+    settings = settings.with_dev_stack()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
+    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        applied = await migrate(pool)
+        print(f"migrations applied: {', '.join(applied) or 'none pending'}")
+        if args.action == "rebuild":
+            result = await rebuild(pool)
+            print(f"rebuilt {result.members} members from {result.events} events")
+    finally:
+        await pool.close()
+    return 0
 
 
 async def _state(settings: Settings, args: argparse.Namespace) -> int:

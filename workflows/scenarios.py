@@ -89,6 +89,10 @@ class Template:
     steps: tuple[Step, ...]
     entries: Callable[[MemberState], list[Entry]]
     variants: tuple[str, ...] = ()
+    # For the KPI report: what counts as converting, within how many days of entering.
+    converts_on: Literal["main_purchase", "subscription_started", "subscription_resumed",
+                         "cross_purchase", "subscription_cancelled"] = "main_purchase"
+    kpi_days: int = 60
 
 
 def _day(anchor: str, days: int = 0, supply: Fraction = Fraction(0)) -> Timing:
@@ -102,61 +106,61 @@ TEMPLATES: tuple[Template, ...] = (
         Scenario.S01_SAMPLE_TO_MAIN, "サンプル→本品引上", "sample → main product",
         purpose="無料サンプル申込者の本商品初回購入(F1転換): 効果・安全性・継続費用の不安を解消する",
         target="sample_requested while F = 0", exit="any order",
-        kpi="本商品引上率", kpi_window="main purchase ≤ run-out + 30 d",
+        kpi="本商品引上率", kpi_window="main purchase ≤ 37 d (a 7-day sample's run-out + 30 d)",
         steps=(
             Step("welcome_offer", AT_ONCE),
             Step("sample_insert", AT_ONCE, channel=Channel.INSERT),
             Step("run_out_offer", _day("run_out", -2)),
             Step("last_call", _day("run_out")),
         ),
-        entries=entered.sample_to_main,
+        entries=entered.sample_to_main, kpi_days=37,
     ),
     Template(
         Scenario.S02_TRIAL_TO_MAIN, "初回割→本品引上", "trial → main product",
         purpose="有料の初回割・トライアル申込者の本商品購入: 過度な値下げに慣れさせずに引き上げる",
         target="trial order while F = 0", exit="main purchase",
-        kpi="本商品引上率", kpi_window="main purchase ≤ run-out + 30 d",
+        kpi="本商品引上率", kpi_window="main purchase ≤ 60 d (a 30-day trial's run-out + 30 d)",
         steps=(
             Step("welcome", AT_ONCE),
             Step("bulk_offer", _day("run_out", -3)),
             Step("last_call", _day("run_out")),
         ),
-        entries=entered.trial_to_main,
+        entries=entered.trial_to_main, kpi_days=60,
     ),
     Template(
         Scenario.S03_F1_TO_F2, "F1→F2転換", "F1 → F2",
         purpose="2回目購入の不安を払拭し、長く使い続けてもらう関係をつくる",
         target="1st main purchase", exit="2nd main purchase",
-        kpi="F2転換率", kpi_window="2nd main purchase ≤ run-out + 30 d",
+        kpi="F2転換率", kpi_window="2nd main purchase ≤ 60 d",
         steps=(
             Step("thanks_insert", AT_ONCE, channel=Channel.INSERT),
             Step("testimonial", _day("anchor", supply=HALF), upsell=True),
             Step("survey", _day("run_out", -5), upsell=True),
         ),
-        entries=entered.f1_to_f2,
+        entries=entered.f1_to_f2, kpi_days=60,
     ),
     Template(
         Scenario.S04_F2_TO_F3, "F2→F3転換", "F2 → F3",
         purpose="習慣化の一歩手前: 正しい使い方と体験談で、やめることのデメリットを伝える",
         target="2nd main purchase", exit="3rd main purchase",
-        kpi="F3転換率", kpi_window="3rd main purchase ≤ run-out + 30 d",
+        kpi="F3転換率", kpi_window="3rd main purchase ≤ 60 d",
         steps=(
             Step("usage_tips", _day("anchor", 7)),
             Step("testimonial", _day("anchor", supply=HALF), upsell=True),
             Step("reminder", _day("run_out", -5), upsell=True),
         ),
-        entries=entered.f2_to_f3,
+        entries=entered.f2_to_f3, kpi_days=60,
     ),
     Template(
         Scenario.S05_ONBOARDING, "新規向け利用定着", "onboarding",
         purpose="継続会員のメリットを伝えて利用を定着させ、相乗効果のある商品を提案する",
         target="3rd main purchase, registered ≤ 180 days before it", exit="—",
-        kpi="継続率 / 離脱率", kpi_window="a 4th main purchase ≤ anchor + 3 × supply",
+        kpi="継続率 / 離脱率", kpi_window="a main purchase ≤ 90 d",
         steps=(
             Step("member_benefits", _day("anchor", supply=ONE)),
             Step("survey", _day("anchor", supply=TWO)),
         ),
-        entries=entered.onboarding,
+        entries=entered.onboarding, kpi_days=90,
     ),
     Template(
         Scenario.S06_SUBSCRIPTION_UPSELL, "定期引上", "subscription upsell",
@@ -164,7 +168,7 @@ TEMPLATES: tuple[Template, ...] = (
         target="normal main purchase, no active subscription", exit="subscription started",
         kpi="定期引上率", kpi_window="subscription started ≤ 30 d",
         steps=(Step("upsell", _day("purchase", -2, ONE), upsell=True),),
-        entries=entered.subscription_upsell,
+        entries=entered.subscription_upsell, converts_on="subscription_started", kpi_days=30,
     ),
     Template(
         Scenario.S07_SUBSCRIPTION_RESUME, "定期再開", "subscription resume",
@@ -175,7 +179,7 @@ TEMPLATES: tuple[Template, ...] = (
             Step("resume_link", _day("pause", 60)),
             Step("resume_call", _day("pause", 60), channel=Channel.CALL_CENTER, audience="offline"),
         ),
-        entries=entered.subscription_resume,
+        entries=entered.subscription_resume, converts_on="subscription_resumed", kpi_days=30,
     ),
     Template(
         Scenario.S08_LOYALTY, "既存リテンション", "loyalty",
@@ -192,7 +196,7 @@ TEMPLATES: tuple[Template, ...] = (
         target="F ≥ 3, never bought a cross line", exit="cross purchase",
         kpi="クロス購入率", kpi_window="cross purchase ≤ 60 d",
         steps=(Step("cross_offer", AT_ONCE),),
-        entries=entered.cross_sell,
+        entries=entered.cross_sell, converts_on="cross_purchase", kpi_days=60,
     ),
     Template(
         Scenario.S10_CROSS_SELL_REVIVAL, "クロスセル復活", "cross-sell revival",
@@ -200,7 +204,7 @@ TEMPLATES: tuple[Template, ...] = (
         target="an order while the latest cross purchase is 31–90 days old", exit="cross purchase",
         kpi="クロス購入率", kpi_window="cross purchase ≤ 60 d",
         steps=(Step("cross_follow_up", AT_ONCE),),
-        entries=entered.cross_sell_revival,
+        entries=entered.cross_sell_revival, converts_on="cross_purchase", kpi_days=60,
     ),
     Template(
         Scenario.S11_REACTIVATION, "休眠復活", "reactivation",
@@ -211,18 +215,18 @@ TEMPLATES: tuple[Template, ...] = (
             Step("comeback_offer", _day("purchase", 90)),
             Step("new_product", _day("purchase", 120)),
         ),
-        entries=entered.reactivation,
+        entries=entered.reactivation, kpi_days=60,
     ),
     Template(
         Scenario.S12_CHURN_PREVENTION, "解約防止", "churn prevention",
         purpose="解約兆候のあった会員をフォローし、FAQで疑問を解消して解約を防ぐ",
         target="churn_signal or interval lengthened", exit="—",
-        kpi="解約率", kpi_window="subscription cancelled ≤ 60 d",
+        kpi="解約率 (lower is better)", kpi_window="subscription cancelled ≤ 60 d",
         steps=(
             Step("call_center_task", AT_ONCE, channel=Channel.CALL_CENTER),
             Step("follow_up_faq", _day("entry", 1)),
         ),
-        entries=entered.churn_prevention,
+        entries=entered.churn_prevention, converts_on="subscription_cancelled", kpi_days=60,
     ),
 )
 
