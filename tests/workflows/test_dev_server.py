@@ -33,6 +33,13 @@ async def history_events(handle, event_type) -> list:
     return [e for e in history.events if e.event_type == event_type]
 
 
+async def last_signal_processed(handle) -> None:
+    """The workflow has completed a task after the newest signal arrived."""
+    completed = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+    signals = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
+    assert signals[-1].event_id < completed[-1].event_id
+
+
 async def eventually(check, timeout: float = 15.0):
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -78,11 +85,7 @@ async def test_search_attributes_are_set_and_upserted_only_when_they_change(env,
 
         await send(env.client, task_queue, purchase)  # a duplicate: nothing changes
 
-        async def duplicate_processed():
-            completed = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
-            signals = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
-            assert signals[-1].event_id < completed[-1].event_id
-        await eventually(duplicate_processed)
+        await eventually(lambda: last_signal_processed(handle))
         assert len(await history_events(handle, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES)) == upserts
 
         async def listed():
@@ -171,10 +174,6 @@ async def test_an_event_that_does_not_move_the_next_touch_keeps_the_timer(env, p
         timers = 1
         await send(env.client, task_queue, event("consent_changed", member_id, t0, channel="sms", granted=True))
 
-        async def folded():
-            completed = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
-            signals = await history_events(handle, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED)
-            assert signals[-1].event_id < completed[-1].event_id
-        await eventually(folded)
+        await eventually(lambda: last_signal_processed(handle))
         assert len(await history_events(handle, EventType.EVENT_TYPE_TIMER_STARTED)) == timers
         assert not await history_events(handle, EventType.EVENT_TYPE_TIMER_CANCELED)
