@@ -78,7 +78,39 @@ def _parser() -> argparse.ArgumentParser:
     db.add_argument("action", choices=["migrate", "rebuild"],
                     help="migrate: apply pending migrations; rebuild: recompute members from member_events")
     db.set_defaults(command=_db)
+
+    report = commands.add_parser(
+        "report", help="marketers' reports from PostgreSQL: scenarios (KPI + holdout lift), funnel, "
+                       "subscription-flow (定期フロー), rfm, cpm, ltv; or dashboard (HTML)")
+    report.add_argument("name", type=_report_name, metavar="NAME",
+                        help="scenarios, funnel, subscription-flow, rfm, cpm, ltv or dashboard")
+    report.add_argument("--from", dest="start", type=_date, metavar="DATE",
+                        help="first day (YYYY-MM-DD, shop timezone) of the period, inclusive")
+    report.add_argument("--to", dest="end", type=_date, metavar="DATE",
+                        help="last day of the period, inclusive (RFM/CPM: also the day they are taken as of)")
+    output = report.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the report as JSON")
+    output.add_argument("--csv", action="store_true", help="print the report as CSV with a header row")
+    report.add_argument("--out", metavar="FILE", help="dashboard only: the HTML file to write (default report.html)")
+    report.set_defaults(command=_report)
     return parser
+
+
+def _report_name(text: str) -> str:
+    from starter.reports import REPORTS
+
+    if text not in REPORTS and text != "dashboard":
+        raise argparse.ArgumentTypeError(f"unknown report {text!r} (choose from {', '.join([*REPORTS, 'dashboard'])})")
+    return text
+
+
+def _date(text: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _days(text: str) -> int:
@@ -162,6 +194,44 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
             print(f"rebuilt {result.members} members from {result.events} events")
     finally:
         await pool.close()
+    return 0
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from activities.db import create_pool, migrate
+    from starter.reports import ReportError, run_report
+
+    dashboard = args.name == "dashboard"
+    if args.start and args.end and args.start > args.end:
+        print(f"goldenroute: --from {args.start} is after --to {args.end}", file=sys.stderr)
+        return 2
+    if dashboard and (args.json or args.csv):
+        print("goldenroute: the dashboard is HTML: --json and --csv are for the other reports", file=sys.stderr)
+        return 2
+    if not dashboard and args.out:
+        print("goldenroute: --out is for the dashboard only", file=sys.stderr)
+        return 2
+    settings = settings.with_dev_stack()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
+    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        await migrate(pool)  # the read-model views, on a fresh database too
+        if dashboard:
+            from starter.dashboard import write_dashboard
+
+            out = Path(args.out or "report.html")
+            await write_dashboard(pool, out, args.start, args.end)
+            print(f"wrote {out}")
+            return 0
+        try:
+            report = await run_report(pool, args.name, args.start, args.end)
+        except ReportError as error:
+            print(f"goldenroute: {error}", file=sys.stderr)
+            return 2
+    finally:
+        await pool.close()
+    print(report.to_json() if args.json else report.to_csv().rstrip("\n") if args.csv else report.to_text())
     return 0
 
 
