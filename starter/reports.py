@@ -105,9 +105,11 @@ def _bucket_sql(*parts: str) -> str:
 # non-cancelled order with a main line; cross_purchase = a non-cancelled order with a
 # cross line; subscription_* = that event. rate = converted / treatment entries,
 # holdout_rate = converted / holdout entries, lift = rate − holdout_rate with a 95 %
-# normal-approximation interval for a difference of two proportions,
-# ± 1.96 √(p1(1−p1)/n1 + p2(1−p2)/n2); NULL when a group is empty. (With p = 0 or 1 in
-# both groups the interval collapses to a point: the approximation's known limit.)
+# interval for a difference of two proportions by Newcombe's hybrid score method
+# (Wilson intervals (l, u) of each rate: lift − √((p1−l1)² + (u2−p2)²) …
+# lift + √((u1−p1)² + (p2−l2)²)). Unlike the textbook normal approximation it stays
+# honest for the small or all-or-nothing holdout groups a 10 % control gives a young
+# scenario (1 member, 0 of 17 converted). NULL when a group is empty.
 SCENARIOS_SQL = f"""
 WITH kpi AS (
     SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
@@ -188,10 +190,20 @@ measured AS (
     LEFT JOIN treatment t ON t.scenario = k.scenario AND t.arm = a.arm
     LEFT JOIN control c ON c.scenario = k.scenario
 ),
+wilson AS (  -- the Wilson score interval of each group's rate
+    SELECT *,
+           (p1 + z2 / (2 * n1)) / (1 + z2 / n1) - {Z95} * sqrt(p1 * (1 - p1) / n1 + z2 / (4 * n1 * n1)) / (1 + z2 / n1) AS l1,
+           (p1 + z2 / (2 * n1)) / (1 + z2 / n1) + {Z95} * sqrt(p1 * (1 - p1) / n1 + z2 / (4 * n1 * n1)) / (1 + z2 / n1) AS u1,
+           (p2 + z2 / (2 * n2)) / (1 + z2 / n2) - {Z95} * sqrt(p2 * (1 - p2) / n2 + z2 / (4 * n2 * n2)) / (1 + z2 / n2) AS l2,
+           (p2 + z2 / (2 * n2)) / (1 + z2 / n2) + {Z95} * sqrt(p2 * (1 - p2) / n2 + z2 / (4 * n2 * n2)) / (1 + z2 / n2) AS u2
+    FROM (SELECT *, {Z95} * {Z95} AS z2 FROM measured WHERE n1 > 0 AND n2 > 0) m
+),
 lifted AS (
-    SELECT *, p1 - p2 AS lift,
-           {Z95} * sqrt(p1 * (1 - p1) / nullif(n1, 0) + p2 * (1 - p2) / nullif(n2, 0)) AS margin
-    FROM measured
+    SELECT m.*, m.p1 - m.p2 AS lift,
+           m.p1 - m.p2 - sqrt((w.p1 - w.l1) ^ 2 + (w.u2 - w.p2) ^ 2) AS ci_low,
+           m.p1 - m.p2 + sqrt((w.u1 - w.p1) ^ 2 + (w.p2 - w.l2) ^ 2) AS ci_high
+    FROM measured m
+    LEFT JOIN wilson w ON w.scenario = m.scenario AND w.arm = m.arm
 )
 SELECT scenario, name, arm AS variant, kpi, kpi_days AS window_days,
        (n1 + n2)::int AS entered, n2::int AS holdout, touched::int AS touched, x1::int AS converted,
@@ -199,8 +211,8 @@ SELECT scenario, name, arm AS variant, kpi, kpi_days AS window_days,
        x2::int AS holdout_converted,
        round(p2::numeric, 4)::float8 AS holdout_rate,
        round(lift::numeric, 4)::float8 AS lift,
-       round((lift - margin)::numeric, 4)::float8 AS lift_ci_low,
-       round((lift + margin)::numeric, 4)::float8 AS lift_ci_high
+       round(ci_low::numeric, 4)::float8 AS lift_ci_low,
+       round(ci_high::numeric, 4)::float8 AS lift_ci_high
 FROM lifted
 ORDER BY scenario, arm
 """

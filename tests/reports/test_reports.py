@@ -7,7 +7,6 @@ with a plain INSERT, then checks the report's rows against the hand count.
 
 from __future__ import annotations
 
-import math
 from datetime import date
 
 import pytest
@@ -102,18 +101,18 @@ async def test_scenarios_kpi_and_holdout_lift_by_hand(report_pool):
     s03 = by(report.rows, "scenario")["S03"]
     # treatment 8: converted t1 t2 t3 t6 t7 = 5 → 0.625; touched: all but t6 = 7
     # holdout 2: converted h2 = 1 → 0.5; lift = 0.125
-    # margin = 1.96 × √(0.625·0.375/8 + 0.5·0.5/2) = 1.96 × √(0.029296875 + 0.125)
-    #        = 1.96 × √0.154296875 = 1.96 × 0.392806 = 0.769900
-    # CI = 0.125 ∓ 0.769900 = [−0.644900, 0.894900] → [−0.645, 0.895]
+    # Newcombe's hybrid score interval, z = 1.96, z² = 3.8416:
+    # Wilson 5/8:  centre (0.625 + 0.2401)/1.4802 = 0.58445, half 1.96·√(0.029297 + 0.015006)/1.4802
+    #              = 0.278712 → [0.30574, 0.86316]
+    # Wilson 1/2:  centre 0.5, half 1.96·√(0.125 + 0.2401)/2.9208 = 0.405471 → [0.094529, 0.905471]
+    # low  = 0.125 − √((0.625 − 0.30574)² + (0.905471 − 0.5)²) = 0.125 − √0.266332 = −0.391074
+    # high = 0.125 + √((0.86316 − 0.625)² + (0.5 − 0.094529)²) = 0.125 + √0.221127 = 0.595241
     assert {k: s03[k] for k in ("name", "variant", "kpi", "window_days", "entered", "holdout", "touched",
                                 "converted", "rate", "holdout_converted", "holdout_rate", "lift")} == {
         "name": "F1→F2転換", "variant": "-", "kpi": "F2転換率", "window_days": 60, "entered": 10, "holdout": 2,
         "touched": 7, "converted": 5, "rate": 0.625, "holdout_converted": 1, "holdout_rate": 0.5, "lift": 0.125}
-    assert round(s03["lift_ci_low"], 3) == -0.645
-    assert round(s03["lift_ci_high"], 3) == 0.895
-    # The margin by the formula, to the 4 decimals the report keeps.
-    margin = 1.96 * math.sqrt(0.625 * 0.375 / 8 + 0.5 * 0.5 / 2)
-    assert s03["lift_ci_high"] == pytest.approx(0.125 + margin, abs=5e-5)
+    assert round(s03["lift_ci_low"], 3) == -0.391
+    assert round(s03["lift_ci_high"], 3) == 0.595
     # Every scenario has a row (S08 one per variant); those nobody entered have no rates.
     assert [(r["scenario"], r["variant"]) for r in report.rows] == [
         *((f"S{i:02}", "-") for i in range(1, 8)), ("S08", "gift"), ("S08", "secret_sale"),
@@ -152,15 +151,20 @@ async def test_scenarios_groups_by_the_policy_hash_when_no_touch_was_decided(rep
     report = by((await run_report(report_pool, "scenarios")).rows, "scenario", "variant")
     s06 = report[("S06", "-")]
     assert (s06["entered"], s06["holdout"], s06["touched"], s06["converted"]) == (2, 1, 0, 0)
-    assert (s06["rate"], s06["holdout_rate"], s06["lift"], s06["lift_ci_low"]) == (0.0, 0.0, 0.0, 0.0)
+    assert (s06["rate"], s06["holdout_rate"], s06["lift"]) == (0.0, 0.0, 0.0)
+    # 0 of 1 against 0 of 1 says almost nothing: Wilson [0, 1.9208/4.8416 × 2 = 0.79346] for each,
+    # so the interval is ∓0.79346 — not the point [0, 0] a normal approximation would claim.
+    assert (s06["lift_ci_low"], s06["lift_ci_high"]) == (-0.7935, 0.7935)
     g, s = report[("S08", "gift")], report[("S08", "secret_sale")]
     # gift: 2 treated + the shared holdout of 1; secret_sale: 2 treated (one by hash) + the same holdout
     assert (g["entered"], g["holdout"], g["touched"], g["converted"], g["rate"]) == (3, 1, 2, 0, 0.0)
     assert (s["entered"], s["holdout"], s["touched"], s["converted"], s["rate"]) == (3, 1, 1, 1, 0.5)
     # the holdout member bought on day 70: outside S08's 60 days
     assert (s["holdout_converted"], s["holdout_rate"], s["lift"]) == (0, 0.0, 0.5)
-    # margin = 1.96 × √(0.5·0.5/2 + 0) = 1.96 × 0.353553 = 0.692965 → [−0.193, 1.193]
-    assert (round(s["lift_ci_low"], 3), round(s["lift_ci_high"], 3)) == (-0.193, 1.193)
+    # Wilson 1/2 = [0.094529, 0.905471], Wilson 0/1 = [0, 0.79346]:
+    # low = 0.5 − √(0.405471² + 0.79346²) = 0.5 − 0.891059; high = 0.5 + √(0.405471² + 0) = 0.905471.
+    # (A normal approximation would say [−0.193, 1.193]: beyond what a rate can be.)
+    assert (round(s["lift_ci_low"], 3), round(s["lift_ci_high"], 3)) == (-0.391, 0.905)
 
 
 async def test_the_sql_bucket_is_the_policy_bucket(report_pool):
