@@ -279,22 +279,36 @@ ORDER BY step_no
 # 定期フロー: subscriptions by the month (shop timezone) they started — the earlier of
 # their subscription_started event and their first delivery (the first non-cancelled
 # order carrying the subscription_id); --from/--to filter on that moment. d1 … d12 =
-# share of the cohort with at least k deliveries (continuation at delivery k). A young
-# cohort's later columns are low because those deliveries are not due yet. The last row
-# (合計) is every cohort together.
+# continuation at delivery k: the share with at least k deliveries among the
+# subscriptions whose k-th delivery was due by as_of (started + (k − 1) × its interval,
+# 30 days when unknown) or has happened — a young cohort's later deliveries are not
+# counted as lost before they are due (NULL when none is due yet). The last row (合計)
+# is every cohort together.
 _SHARES = ",\n       ".join(
-    f"round(count(*) FILTER (WHERE deliveries >= {k})::numeric / nullif(count(*), 0), 4)::float8 AS d{k}"
+    f"round(count(*) FILTER (WHERE deliveries >= {k})::numeric"
+    f" / nullif(count(*) FILTER (WHERE deliveries >= {k}"
+    f" OR started_at + make_interval(days => {k - 1} * interval_days) <= $3::timestamptz), 0), 4)::float8 AS d{k}"
     for k in range(1, SUBSCRIPTION_DELIVERIES + 1)
 )
 SUBSCRIPTION_FLOW_SQL = f"""
+WITH intervals AS (  -- the interval each subscription started with
+    SELECT DISTINCT ON (member_id, payload->>'subscription_id')
+           member_id, payload->>'subscription_id' AS subscription_id,
+           (payload->>'interval_days')::int AS interval_days
+    FROM member_events WHERE type = 'subscription_started'
+    ORDER BY member_id, payload->>'subscription_id', occurred_at
+)
 SELECT CASE WHEN grouping(cohort) = 1 THEN '合計' ELSE cohort END AS cohort,
        count(*)::int AS started,
        {_SHARES}
 FROM (
-    SELECT to_char(started_at AT TIME ZONE '{REPORT_TIMEZONE}', 'YYYY-MM') AS cohort, deliveries
-    FROM subscriptions
-    WHERE ($1::timestamptz IS NULL OR started_at >= $1::timestamptz)
-      AND ($2::timestamptz IS NULL OR started_at < $2::timestamptz)
+    SELECT to_char(s.started_at AT TIME ZONE '{REPORT_TIMEZONE}', 'YYYY-MM') AS cohort, s.deliveries,
+           s.started_at, coalesce(i.interval_days, 30) AS interval_days
+    FROM subscriptions s
+    LEFT JOIN intervals i USING (member_id, subscription_id)
+    WHERE ($1::timestamptz IS NULL OR s.started_at >= $1::timestamptz)
+      AND ($2::timestamptz IS NULL OR s.started_at < $2::timestamptz)
+      AND s.started_at <= $3::timestamptz
 ) s
 GROUP BY ROLLUP (cohort)
 HAVING count(*) > 0
@@ -481,7 +495,7 @@ REPORTS: dict[str, ReportSpec] = {spec.name: spec for spec in (
     ReportSpec(
         "subscription-flow", "定期フロー (お届け回数別の継続率)",
         ("cohort", "started", *(f"d{k}" for k in range(1, SUBSCRIPTION_DELIVERIES + 1))),
-        SUBSCRIPTION_FLOW_SQL, lambda w: (w.start, w.end),
+        SUBSCRIPTION_FLOW_SQL, lambda w: (w.start, w.end, w.as_of), as_of="now",
     ),
     ReportSpec(
         "rfm", "RFM分析",

@@ -261,7 +261,8 @@ async def test_subscription_flow_by_hand(report_pool):
     ]
     await write(report_pool, events)
 
-    report = await run_report(report_pool, "subscription-flow")
+    # A year on, every delivery of these cohorts has come due.
+    report = await run_report(report_pool, "subscription-flow", as_of=jst(2027, 6, 1))
     assert report.columns == ["cohort", "started", *(f"d{k}" for k in range(1, 13))]
     rows = by(report.rows, "cohort")
     assert list(rows) == ["2026-01", "2026-02", "合計"]
@@ -276,6 +277,10 @@ async def test_subscription_flow_by_hand(report_pool):
     assert rows["合計"]["started"] == 6
     assert shares["合計"] == [0.8333, 0.6667, 0.3333, 0.1667, 0.0]
     assert rows["2026-02"]["d12"] == 0.0
+    # On 1 April 2026 no February subscription's 12th delivery was due: unknown, not lost.
+    early = by((await run_report(report_pool, "subscription-flow", as_of=jst(2026, 4, 1))).rows, "cohort")
+    assert early["2026-02"]["d1"] == 1.0
+    assert early["2026-02"]["d12"] is None
 
     february = await run_report(report_pool, "subscription-flow", date(2026, 2, 1), date(2026, 2, 28))
     assert [r["cohort"] for r in february.rows] == ["2026-02", "合計"]
