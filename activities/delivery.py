@@ -23,7 +23,7 @@ from activities.channels import ChannelAdapter, OutboundMessage, OutboxAdapter, 
 from activities.contacts import FIELDS
 from activities.render import RenderError, render
 from workflows.events import Contact
-from workflows.messages import DeliveryRequest, DeliveryResult
+from workflows.messages import DeliveryRequest, DeliveryResult, OutcomeBatch, OutcomeBatchResult
 from workflows.touches import Outcome
 
 log = structlog.get_logger(__name__)
@@ -41,6 +41,21 @@ RETURNING 1
 _CONTACT = f"SELECT {', '.join(FIELDS)} FROM member_contacts WHERE member_id = $1 FOR SHARE"
 
 
+_RECORD_MANY = """
+INSERT INTO touches (idempotency_key, member_id, scenario, step, occurrence, channel, variant,
+                     outcome, reason, planned_at, decided_at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+                     $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[])
+ON CONFLICT (idempotency_key) DO NOTHING
+"""
+
+
+def _record_args(request: DeliveryRequest) -> tuple:
+    return (request.key, request.member_id, request.scenario, request.step, request.occurrence,
+            request.channel.value if request.channel else None, request.variant, request.outcome.value,
+            request.reason, request.due_at, request.decided_at)
+
+
 class DeliveryActivities:
     def __init__(self, pool: asyncpg.Pool, adapters: dict | None = None) -> None:
         self._pool = pool
@@ -53,12 +68,7 @@ class DeliveryActivities:
         async with self._pool.acquire() as conn, conn.transaction():
             if request.projection is not None:  # the member's read model rides along, in the same commit
                 await project(conn, request.projection)
-            recorded = await conn.fetchval(
-                _RECORD, request.key, request.member_id, request.scenario, request.step,
-                request.occurrence, request.channel.value if request.channel else None,
-                request.variant, request.outcome.value, request.reason, request.due_at,
-                request.decided_at,
-            ) is not None
+            recorded = await conn.fetchval(_RECORD, *_record_args(request)) is not None
             if request.outcome is not Outcome.SENT or request.channel is None:
                 return DeliveryResult(key=request.key, recorded=recorded, sent=False)
             # The row lock makes a concurrent attempt with the same key wait, then see it sent.
@@ -76,6 +86,16 @@ class DeliveryActivities:
                 "UPDATE touches SET delivered_at = $2 WHERE idempotency_key = $1", request.key, delivered_at
             )
         return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
+
+    @activity.defn(name="record_outcomes")
+    async def record_outcomes(self, batch: OutcomeBatch) -> OutcomeBatchResult:
+        """Every touch of a wake-up that is not sent, and the member's projection, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            if batch.projection is not None:
+                await project(conn, batch.projection)
+            status = await conn.execute(_RECORD_MANY, *(list(c) for c in zip(*map(_record_args, batch.touches))))\
+                if batch.touches else "INSERT 0 0"
+        return OutcomeBatchResult(recorded=int(status.split()[-1]))
 
     async def _outbound(self, conn: asyncpg.Connection, request: DeliveryRequest) -> OutboundMessage:
         row = await conn.fetchrow(_CONTACT, request.member_id)

@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from workflows.messages import DeliveryRequest, DeliveryResult, EraseRequest, EraseResult
+from workflows.messages import (
+    DeliveryRequest,
+    DeliveryResult,
+    EraseRequest,
+    EraseResult,
+    OutcomeBatch,
+    OutcomeBatchResult,
+)
 from workflows.projection import ProjectionRequest, ProjectionResult
 from workflows.touches import Outcome
 
@@ -25,7 +32,7 @@ class DryRunChannels:
     @property
     def activities(self) -> list:
         """The activity functions for ``build_worker(..., activity_functions=...)``."""
-        return [self.deliver, self.erase_member, self.project]
+        return [self.deliver, self.record_outcomes, self.erase_member, self.project]
 
     def deliveries(self, member_id: str | None = None) -> list[DeliveryRequest]:
         """Every touch handed over so far (of one member, if given), in the order it was decided."""
@@ -44,6 +51,14 @@ class DryRunChannels:
         first = self._deliveries[request.key]
         return DeliveryResult(key=request.key, recorded=recorded, sent=sent,
                               delivered_at=first.decided_at if sent else None)
+
+    @activity.defn(name="record_outcomes")
+    async def record_outcomes(self, batch: OutcomeBatch) -> OutcomeBatchResult:
+        """The touches that end without a send, kept like any other."""
+        new = [r for r in batch.touches if r.key not in self._deliveries]
+        for request in new:
+            self._deliveries[request.key] = request
+        return OutcomeBatchResult(recorded=len(new))
 
     @activity.defn(name="erase_member")
     async def erase_member(self, request: EraseRequest) -> EraseResult:

@@ -63,7 +63,7 @@ def activities(pool: asyncpg.Pool) -> list:
     delivery = DeliveryActivities(pool)
     contacts = ContactActivities(pool)
     projection = ProjectionActivities(pool)
-    return [delivery.deliver, contacts.erase_member, projection.project]
+    return [delivery.deliver, delivery.record_outcomes, contacts.erase_member, projection.project]
 
 
 def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, *,

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.lifecycle import MemberState, Stage
     from workflows.messages import (
         DeliveryRequest,
+        OutcomeBatch,
         EraseRequest,
         MemberInput,
         MemberResult,
@@ -43,6 +44,8 @@ ERASE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interva
 PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
 # Members started before the event log and the members table existed replay without them.
 PROJECTION_PATCH = "project-member-to-postgres"
+# Touches that end without a send are recorded in one activity per wake-up, not one each.
+BATCH_PATCH = "record-unsent-outcomes-together"
 
 
 def workflow_id(member_id: str) -> str:
@@ -122,6 +125,9 @@ class MemberWorkflow:
         self._planned = settlement.pending
         self._wake_at = settlement.wake_at
         projection = self._projection_due()
+        if workflow.patched(BATCH_PATCH):
+            await self._carry_out_batched(settlement.finished, projection)
+            return
         for n, (touch, record) in enumerate(settlement.finished, start=1):
             carried = projection if n == len(settlement.finished) else None
             record = await self._deliver(touch, record, carried)
@@ -132,6 +138,27 @@ class MemberWorkflow:
                     ProjectionActivities.project, projection,
                     start_to_close_timeout=DELIVERY_TIMEOUT, retry_policy=PROJECTION_RETRY,
                 )
+            self._projection.wrote(projection)
+
+    async def _carry_out_batched(self, finished: list[tuple[PlannedTouch, TouchRecord]],
+                                 projection: ProjectionRequest | None) -> None:
+        """One activity per sent touch; every other outcome of this wake-up, and the
+        projection, in one more (or riding on the last send when nothing else ends)."""
+        unsent = [(t, r) for t, r in finished if r.outcome is not Outcome.SENT]
+        sent = [(t, r) for t, r in finished if r.outcome is Outcome.SENT]
+        if unsent or (projection is not None and not sent):
+            await workflow.execute_activity_method(
+                DeliveryActivities.record_outcomes,
+                OutcomeBatch(member_id=self._member_id, touches=tuple(self._request(t, r, None) for t, r in unsent),
+                             projection=projection),
+                start_to_close_timeout=DELIVERY_TIMEOUT, retry_policy=PROJECTION_RETRY,
+            )
+        decided = {r.key: r for _, r in unsent}
+        for n, (touch, record) in enumerate(sent, start=1):
+            carried = projection if not unsent and n == len(sent) else None
+            decided[record.key] = await self._deliver(touch, record, carried)
+        self._state = lifecycle.record_touches(self._state, [decided[r.key] for _, r in finished])
+        if projection is not None:
             self._projection.wrote(projection)
 
     def _projection_due(self) -> ProjectionRequest | None:
@@ -157,17 +184,20 @@ class MemberWorkflow:
             await self._run_delivery(touch, failed, projection)  # only records: it cannot fail to send
             return failed
 
-    async def _run_delivery(self, touch: PlannedTouch, record: TouchRecord,
-                            projection: ProjectionRequest | None) -> None:
-        request = DeliveryRequest(
+    def _request(self, touch: PlannedTouch, record: TouchRecord,
+                 projection: ProjectionRequest | None) -> DeliveryRequest:
+        return DeliveryRequest(
             member_id=self._member_id, key=record.key, scenario=record.scenario,
             step=record.step, occurrence=record.occurrence, channel=record.channel,
             outcome=record.outcome, reason=record.reason, due_at=record.due_at,
             decided_at=record.decided_at, variant=record.variant, upsell=record.upsell,
             context=touch.context, projection=projection,
         )
+
+    async def _run_delivery(self, touch: PlannedTouch, record: TouchRecord,
+                            projection: ProjectionRequest | None) -> None:
         await workflow.execute_activity_method(
-            DeliveryActivities.deliver, request,
+            DeliveryActivities.deliver, self._request(touch, record, projection),
             start_to_close_timeout=DELIVERY_TIMEOUT,
             schedule_to_close_timeout=DELIVERY_GIVE_UP,
             retry_policy=DELIVERY_RETRY,

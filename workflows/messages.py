@@ -78,6 +78,18 @@ class DeliveryRequest(_Message):
     projection: ProjectionRequest | None = None
 
 
+class OutcomeBatch(_Message):
+    """Touches that end without a send (cancelled, expired, holdout, suppressed), recorded together."""
+
+    member_id: str
+    touches: tuple[DeliveryRequest, ...] = ()
+    projection: ProjectionRequest | None = None
+
+
+class OutcomeBatchResult(_Message):
+    recorded: int
+
+
 class DeliveryResult(_Message):
     key: str
     recorded: bool  # False: the key was already recorded (a retry or a replay)
