@@ -188,3 +188,20 @@ async def test_a_send_racing_an_erasure_waits_for_it_and_then_finds_no_address(p
     with pytest.raises(ApplicationError, match="the member has no email"):
         await send
     assert await counts(pool, reachable_member) == (0, 0)
+
+
+async def test_the_unsent_outcomes_of_a_wake_up_are_recorded_together_once(pool, member_id):
+    from workflows.messages import OutcomeBatch
+
+    batch = OutcomeBatch(member_id=member_id, touches=(
+        request(member_id, Outcome.CANCELLED, None, step="a"),
+        request(member_id, Outcome.HOLDOUT, None, step="b"),
+        request(member_id, Outcome.EXPIRED, None, step="c"),
+    ))
+    env = ActivityEnvironment()
+    first = await env.run(DeliveryActivities(pool).record_outcomes, batch)
+    again = await env.run(DeliveryActivities(pool).record_outcomes, batch)  # a retry
+    assert (first.recorded, again.recorded) == (3, 0)
+    rows = await pool.fetch("SELECT step, outcome FROM touches WHERE member_id = $1 ORDER BY step", member_id)
+    assert [(r["step"], r["outcome"]) for r in rows] == [("a", "cancelled"), ("b", "holdout"), ("c", "expired")]
+    assert await counts(pool, member_id) == (3, 0)
