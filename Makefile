@@ -12,6 +12,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The five benchmarks (bench/README.md); `make bench BENCH_ARGS=--quick` for the one-minute run.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
