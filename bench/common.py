@@ -25,8 +25,9 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 import asyncpg
 import psutil
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.testing import WorkflowEnvironment
+
+from worker.client import quiet_runtime
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,18 +39,6 @@ def binary(name: str) -> str:
     if not found:
         raise RuntimeError(f"{name} not found next to {sys.executable} or on PATH: run `make install`")
     return found
-
-
-_runtime: Runtime | None = None
-
-
-def quiet_runtime() -> Runtime:
-    """One SDK runtime per process that logs only errors (the test server's capability notes are noise)."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime(telemetry=TelemetryConfig(
-            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
-    return _runtime
 
 
 _quiet = False

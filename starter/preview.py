@@ -37,14 +37,13 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureEr
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.contacts import CHANNEL_OF_FIELD
 from activities.dry_run import DryRunChannels
 from starter.ingress import parse_lines
-from worker.client import register_search_attributes
+from worker.client import quiet_runtime, register_search_attributes
 from worker.main import build_worker
 from worker.settings import Settings
 from workflows.events import MemberEvent, MemberRegistered
@@ -211,7 +210,7 @@ class Previewer:
         env = await WorkflowEnvironment.start_time_skipping(
             data_converter=pydantic_data_converter,
             test_server_existing_path=find_test_server(),
-            runtime=_quiet_runtime(),
+            runtime=quiet_runtime(),
         )
         try:
             await _register_search_attributes(env.client)
@@ -343,16 +342,6 @@ async def _fail_if_failed(client: Client, handle: WorkflowHandle) -> None:
         raise RuntimeError(f"the member workflow failed (an engine bug, not your events): {error.cause}") from None
 
 
-_runtime: Runtime | None = None
-
-
-def _quiet_runtime() -> Runtime:
-    """The SDK core's own console lines (e.g. the test server's missing capabilities) only on errors."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime(telemetry=TelemetryConfig(
-            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
-    return _runtime
 
 
 def _in_input_timeline(request: DeliveryRequest, shift_days: int, zone: ZoneInfo) -> PreviewTouch:

@@ -315,6 +315,19 @@ HAVING count(*) > 0
 ORDER BY grouping(cohort), cohort
 """
 
+# RFM and CPM start from the same picture of each buyer as of $1.
+_PER_MEMBER = """WITH per_member AS (  -- one pass over the orders: no join
+    SELECT member_id,
+           count(*) FILTER (WHERE is_main)          AS f,
+           min(placed_at) FILTER (WHERE is_main)    AS first_at,
+           max(placed_at) FILTER (WHERE is_main)    AS last_at,
+           sum(revenue)                             AS revenue
+    FROM orders
+    WHERE NOT cancelled AND NOT is_sample AND placed_at <= $1::timestamptz
+    GROUP BY member_id
+    HAVING count(*) FILTER (WHERE is_main) > 0
+),"""
+
 # Members with at least one main purchase by as_of, from what they had bought by as_of
 # (orders placed after it are left out). R and F as in RFM_RECENCY_DAYS and
 # 1, 2, 3, 4–5 → 4, 6+ → 5; M = ntile(5) of cumulative revenue (every non-cancelled
@@ -327,17 +340,7 @@ ORDER BY grouping(cohort), cohort
 #   r = 2           → 離脱予備 (91–180 days)
 #   r = 1           → 休眠     (over 180 days)
 RFM_SQL = f"""
-WITH per_member AS (  -- one pass over the orders: no join
-    SELECT member_id,
-           count(*) FILTER (WHERE is_main)          AS f,
-           min(placed_at) FILTER (WHERE is_main)    AS first_at,
-           max(placed_at) FILTER (WHERE is_main)    AS last_at,
-           sum(revenue)                             AS revenue
-    FROM orders
-    WHERE NOT cancelled AND NOT is_sample AND placed_at <= $1::timestamptz
-    GROUP BY member_id
-    HAVING count(*) FILTER (WHERE is_main) > 0
-),
+{_PER_MEMBER}
 scored AS (
     SELECT m.member_id, m.revenue,
            CASE WHEN $1::timestamptz - m.last_at <= interval '{RFM_RECENCY_DAYS[0]} days' THEN 5
@@ -367,17 +370,7 @@ ORDER BY r DESC, f DESC
 
 # CPM (see the constants at the top): members with at least one main purchase by as_of.
 CPM_SQL = f"""
-WITH per_member AS (  -- one pass over the orders: no join
-    SELECT member_id,
-           count(*) FILTER (WHERE is_main)          AS f,
-           min(placed_at) FILTER (WHERE is_main)    AS first_at,
-           max(placed_at) FILTER (WHERE is_main)    AS last_at,
-           sum(revenue)                             AS revenue
-    FROM orders
-    WHERE NOT cancelled AND NOT is_sample AND placed_at <= $1::timestamptz
-    GROUP BY member_id
-    HAVING count(*) FILTER (WHERE is_main) > 0
-),
+{_PER_MEMBER}
 classified AS (
     SELECT m.member_id, m.revenue,
            CASE WHEN m.f = 1 THEN '初回'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from worker.settings import Settings
 
@@ -14,6 +14,19 @@ def metrics_runtime(port: int) -> Runtime | None:
     if port == 0:
         return None
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{port}")))
+
+
+_quiet: Runtime | None = None
+
+
+def quiet_runtime() -> Runtime:
+    """One runtime per process whose SDK core logs only errors (for preview and benchmarks,
+    where the test server's notes about capabilities it lacks are noise)."""
+    global _quiet
+    if _quiet is None:
+        _quiet = Runtime(telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))))
+    return _quiet
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
