@@ -1,0 +1,1 @@
+"""goldenroute benchmarks: ``python -m bench [--quick]``; see bench/README.md."""
