@@ -35,7 +35,9 @@ class Settings(BaseModel):
     home: Path = Field(Path(".goldenroute"), description="GOLDENROUTE_HOME")
     ui_port: int = Field(8233, ge=1, le=65535, description="TEMPORAL_UI_PORT (embedded dev server)")
     temporal_port: int = Field(7233, ge=1, le=65535, description="TEMPORAL_PORT (embedded dev server)")
-    max_cached_workflows: int = Field(10_000, ge=0, description="MAX_CACHED_WORKFLOWS")
+    # A bigger cache holds ~190 KiB per member and, near 10k, GC pauses past the SDK's 2 s deadlock
+    # detector: scale out with more workers rather than up.
+    max_cached_workflows: int = Field(2_000, ge=0, description="MAX_CACHED_WORKFLOWS")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
