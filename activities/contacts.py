@@ -36,8 +36,9 @@ RETURNING member_id, {", ".join(FIELDS)}
 """
 
 
-def reachable(row: asyncpg.Record | dict) -> frozenset[Channel]:
-    return frozenset(channel for name, channel in CHANNEL_OF_FIELD.items() if row[name])
+def reachable(contact: asyncpg.Record | dict) -> frozenset[Channel]:
+    """The channels a contact row (or the fields known so far) can reach."""
+    return frozenset(channel for name, channel in CHANNEL_OF_FIELD.items() if contact.get(name))
 
 
 async def store_contacts(

@@ -40,7 +40,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.contacts import CHANNEL_OF_FIELD
+from activities.contacts import reachable
 from activities.dry_run import DryRunChannels
 from starter.ingress import parse_lines
 from worker.client import quiet_runtime, register_search_attributes
@@ -146,8 +146,7 @@ def strip_contacts(events: list[MemberEvent]) -> list[MemberEvent]:
         if isinstance(event, MemberRegistered):
             if event.contact is not None:
                 known.update(event.contact.model_dump(exclude_none=True))
-            reachable = frozenset(channel for name, channel in CHANNEL_OF_FIELD.items() if known.get(name))
-            event = event.model_copy(update={"contact": None, "reachable": reachable})
+            event = event.model_copy(update={"contact": None, "reachable": reachable(known)})
         stripped.append(event)
     return stripped
 

@@ -6,6 +6,7 @@ import itertools
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from activities.contacts import CHANNEL_OF_FIELD
 from workflows.events import MemberEvent, parse_event
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -20,13 +21,13 @@ def event(type: str, member_id: str, at: datetime, **fields) -> MemberEvent:
 
 
 # Fake contact data per reachable channel (the ingress turns it back into `reachable`).
-_CONTACT_FIELD = {"email": "email", "line": "line_user_id", "sms": "phone", "dm": "postal_address"}
 
 
 def contact_for(member_id: str, reachable) -> dict:
     fake = {"email": f"{member_id}@example.jp", "line_user_id": f"U{member_id}",
             "phone": "090-0000-0000", "postal_address": "東京都千代田区千代田1-1"}
-    return {_CONTACT_FIELD[c]: fake[_CONTACT_FIELD[c]] for c in reachable}
+    field_of = {channel.value: name for name, channel in CHANNEL_OF_FIELD.items()}
+    return {field_of[c]: fake[field_of[c]] for c in reachable}
 
 
 def registered(member_id: str, at: datetime, *, line=True, email=True, sales_channel="online",

@@ -8,6 +8,7 @@ imported inside the workflow sandbox.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal, Union
@@ -257,8 +258,6 @@ def _describe(error: dict) -> str:
 
 
 def _dumps(raw: dict) -> str:
-    import json
-
     return json.dumps(raw, ensure_ascii=False)
 
 

@@ -17,6 +17,7 @@ from worker.settings import Settings
 from workflows.events import MemberEvent
 from workflows.member import MemberWorkflow, workflow_id
 from workflows.messages import MemberStateView, Timeline
+from workflows.touches import TouchRecord
 
 
 # Workflows a test started; terminated when its worker stops, so that they do not
@@ -101,7 +102,7 @@ async def next_local_noon(env) -> datetime:
     return noon
 
 
-async def touches_of(handle: WorkflowHandle, scenario: str) -> dict[str, "TouchRecord"]:
+async def touches_of(handle: WorkflowHandle, scenario: str) -> dict[str, TouchRecord]:
     """The scenario's touches by step (the newest outcome per step name)."""
     return {t.step: t for t in (await timeline_of(handle)).touches if t.scenario == scenario}
 
