@@ -1,9 +1,10 @@
 """Dry-run channels for ``goldenroute preview``: the real activity names and models, nothing leaves the machine.
 
 The member workflow hands every decided touch to ``deliver_touch`` and an erasure
-to ``erase_member``. These implementations keep each request in memory (the
-preview's record of every touch; the workflow's own ``timeline`` keeps only the
-newest) and never contact a channel, PostgreSQL or anyone else.
+to ``erase_member``; a restored run asks ``load_member_log`` for its past. These
+implementations keep each request in memory (the preview's record of every touch;
+the workflow's own ``timeline`` keeps only the newest) and never contact a
+channel, PostgreSQL or anyone else.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from workflows.messages import (
     EraseResult,
     OutcomeBatch,
     OutcomeBatchResult,
+    RestoredMember,
+    RestoreRequest,
 )
 from workflows.projection import ProjectionRequest, ProjectionResult
 from workflows.touches import Outcome
@@ -32,7 +35,7 @@ class DryRunChannels:
     @property
     def activities(self) -> list:
         """The activity functions for ``build_worker(..., activity_functions=...)``."""
-        return [self.deliver, self.record_outcomes, self.erase_member, self.project]
+        return [self.deliver, self.record_outcomes, self.erase_member, self.project, self.load_member_log]
 
     def deliveries(self, member_id: str | None = None) -> list[DeliveryRequest]:
         """Every touch handed over so far (of one member, if given), in the order it was decided."""
@@ -70,3 +73,8 @@ class DryRunChannels:
     async def project(self, request: ProjectionRequest) -> ProjectionResult:
         """No read model in a preview: the projection is acknowledged and dropped."""
         return ProjectionResult(events_recorded=0, snapshot_written=False)
+
+    @activity.defn(name="load_member_log")
+    async def load_member_log(self, request: RestoreRequest) -> RestoredMember:
+        """A preview has no event log to restore from: the member starts with nothing."""
+        return RestoredMember(member_id=request.member_id)

@@ -93,6 +93,14 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--csv", action="store_true", help="print the report as CSV with a header row")
     report.add_argument("--out", metavar="FILE", help="dashboard only: the HTML file to write (default report.html)")
     report.set_defaults(command=_report)
+
+    member = commands.add_parser("member", help="operate on one member's workflow")
+    member_commands = member.add_subparsers(required=True, metavar="ACTION")
+    restore = member_commands.add_parser(
+        "restore", help="start a member whose run failed or was terminated again, from its event log and "
+                        "decided touches in PostgreSQL")
+    restore.add_argument("member_id")
+    restore.set_defaults(command=_member_restore)
     return parser
 
 
@@ -256,6 +264,33 @@ async def _state(settings: Settings, args: argparse.Namespace) -> int:
     for touch in sorted(view.planned, key=lambda t: t.due_at):
         print(f"  {_when(touch.due_at)}  {touch.scenario} {touch.step}")
     return 0
+
+
+async def _member_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from activities.db import create_pool
+    from starter.restore import Restart, restore_member
+    from worker.client import connect
+    from workflows.member import workflow_id
+
+    settings = settings.with_dev_stack()
+    if not settings.database_url:
+        raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
+    client = await connect(settings)
+    pool = await create_pool(settings.database_url, max_size=2)
+    try:
+        restored = await restore_member(client, pool, args.member_id, settings.task_queue)
+    finally:
+        await pool.close()
+    print(f"member {restored.member_id}: PostgreSQL holds {restored.logged.events} events "
+          f"and {restored.logged.touches} decided touches")
+    run = f"{workflow_id(restored.member_id)} (run {restored.run_id})"
+    print({
+        Restart.STARTED: f"started {run} on task queue {settings.task_queue}; it restores them before anything else",
+        Restart.ALREADY_RUNNING: f"{run} is already running: nothing to restore",
+        Restart.ERASED: f"{run} completed: the member was erased and is never started again",
+        Restart.NOTHING_LOGGED: "nothing to restore (is the member id right?): no workflow started",
+    }[restored.outcome], file=sys.stderr if restored.refused else sys.stdout)
+    return 1 if restored.refused else 0
 
 
 async def _preview(settings: Settings, args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from activities import db
 from activities.contacts import ContactActivities
 from activities.delivery import DeliveryActivities
 from activities.projection import ProjectionActivities
+from activities.restore import RestoreActivities
 from worker.client import connect, metrics_runtime
 from worker.settings import Settings
 from workflows.member import MemberWorkflow
@@ -63,7 +64,9 @@ def activities(pool: asyncpg.Pool) -> list:
     delivery = DeliveryActivities(pool)
     contacts = ContactActivities(pool)
     projection = ProjectionActivities(pool)
-    return [delivery.deliver, delivery.record_outcomes, contacts.erase_member, projection.project]
+    restore = RestoreActivities(pool)
+    return [delivery.deliver, delivery.record_outcomes, contacts.erase_member, projection.project,
+            restore.load_member_log]
 
 
 def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, *,
