@@ -1,10 +1,15 @@
 """Contact data (personal data) in PostgreSQL: stored at the ingress, erased on request.
 
 Workflows never see an address: the ingress stores the contact here and tells
-the workflow only which channels can reach the member.
+the workflow only which channels can reach the member. A registration updates the
+contact partially: the fields it names change (null removes an address), the others
+keep their value.
 """
 
 from __future__ import annotations
+
+import json
+from collections.abc import Mapping
 
 import asyncpg
 import structlog
@@ -25,31 +30,83 @@ CHANNEL_OF_FIELD = {
 }
 FIELDS = tuple(CHANNEL_OF_FIELD)
 
-# A later registration updates the fields it names and keeps the others.
+# Profile updates are partial (SPEC §2): per member, a JSON object of the fields the
+# registrations named, a string to store or null to remove the address. A field that is
+# not a key keeps its stored value. The changes travel as one jsonb object keyed by
+# member, so the conflict branch can ask, per row, which fields were named: EXCLUDED
+# holds only the table's columns, and a JSON key lookup is a binary search.
 _UPSERT = f"""
-INSERT INTO member_contacts (member_id, {", ".join(FIELDS)})
-SELECT * FROM unnest($1::text[], {", ".join(f"${i}::text[]" for i in range(2, len(FIELDS) + 2))})
+INSERT INTO member_contacts AS c (member_id, {", ".join(FIELDS)})
+SELECT m.key, {", ".join(f"m.value->>'{f}'" for f in FIELDS)}
+FROM jsonb_each($1::jsonb) AS m
+-- member_contacts cannot tell an erased member from one never registered (erasure
+-- deletes the row), so the event log does: the workflow logs member_erased before it
+-- erases. An erased member's address must not come back.
+WHERE NOT EXISTS (SELECT 1 FROM member_events e WHERE e.member_id = m.key AND e.type = 'member_erased')
 ON CONFLICT (member_id) DO UPDATE SET
-    {", ".join(f"{f} = COALESCE(EXCLUDED.{f}, member_contacts.{f})" for f in FIELDS)},
+    {", ".join(
+        f"{f} = CASE WHEN ($1::jsonb -> EXCLUDED.member_id) ? '{f}' THEN EXCLUDED.{f} ELSE c.{f} END"
+        for f in FIELDS)},
     updated_at = now()
 RETURNING member_id, {", ".join(FIELDS)}
 """
 
+# Storing contacts and erasing them take the lock of the member's bucket, so a
+# registration racing an erasure either sees member_erased logged (the workflow logs it
+# before it erases) or is stored first and deleted by the erasure.
+# Buckets, not one lock per member: a batch of 10k members holds at most this many.
+_LOCK_CLASS = 0x601D_C0
+_LOCK_BUCKETS = 128
+_LOCK = f"""
+SELECT pg_advisory_xact_lock({_LOCK_CLASS}, b)
+FROM (SELECT DISTINCT abs(hashtext(m) % {_LOCK_BUCKETS}) AS b FROM unnest($1::text[]) AS m ORDER BY b) AS buckets
+"""
 
-def reachable(contact: asyncpg.Record | dict) -> frozenset[Channel]:
+ContactChanges = Mapping[str, str | None]
+
+
+def reachable(contact: asyncpg.Record | Mapping) -> frozenset[Channel]:
     """The channels a contact row (or the fields known so far) can reach."""
     return frozenset(channel for name, channel in CHANNEL_OF_FIELD.items() if contact.get(name))
 
 
+def changes_of(contact: Contact | ContactChanges) -> dict[str, str | None]:
+    """The fields an update names: a value to store, or None ("" too) to remove the address."""
+    changes = contact.changes() if isinstance(contact, Contact) else dict(contact)
+    unknown = sorted(set(changes) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"unknown contact fields {unknown}")
+    return {name: value or None for name, value in changes.items()}
+
+
 async def store_contacts(
-    conn: asyncpg.Pool | asyncpg.Connection, contacts: dict[str, Contact]
+    conn: asyncpg.Pool | asyncpg.Connection, contacts: Mapping[str, Contact | ContactChanges]
 ) -> dict[str, frozenset[Channel]]:
-    """Upsert many members' contacts in one statement; returns each member's reachable channels."""
+    """Apply many members' partial contact updates in one statement.
+
+    Per member only the named fields change (None clears one); the others keep their
+    value. Returns each stored member's reachable channels after the update. A member
+    whose ``member_erased`` is in the event log is skipped (absent from the result):
+    its personal data must not come back.
+    """
     if not contacts:
         return {}
-    members = list(contacts)
-    columns = [[getattr(contacts[m], f) for m in members] for f in FIELDS]
-    rows = await conn.fetch(_UPSERT, members, *columns)
+    changes = {member: changes_of(contact) for member, contact in contacts.items()}
+    members = sorted(changes)
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as connection:
+            return await _store(connection, changes, members)
+    return await _store(conn, changes, members)
+
+
+async def _store(conn: asyncpg.Connection, changes: dict[str, dict[str, str | None]],
+                 members: list[str]) -> dict[str, frozenset[Channel]]:
+    async with conn.transaction():
+        await conn.execute(_LOCK, members)
+        # After the lock, in a statement of its own: its snapshot sees any erasure logged so far.
+        rows = await conn.fetch(_UPSERT, json.dumps(changes))
+    if len(rows) < len(members):
+        log.warning("contacts.skipped_erased", members=len(members) - len(rows))
     return {row["member_id"]: reachable(row) for row in rows}
 
 
@@ -71,6 +128,7 @@ class ContactActivities:
     async def erase_member(self, request: EraseRequest) -> EraseResult:
         """Delete the member's personal data; what was sent keeps only its outcome."""
         async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(_LOCK, [request.member_id])
             contacts = await conn.execute("DELETE FROM member_contacts WHERE member_id = $1", request.member_id)
             redacted = await conn.execute(
                 "UPDATE deliveries SET body = '{\"erased\": true}'::jsonb"

@@ -16,8 +16,8 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.contacts import reachable_channels, store_contacts
-from workflows.events import Contact, InvalidEvent, MemberEvent, MemberRegistered, parse_event
+from activities.contacts import store_contacts
+from workflows.events import InvalidEvent, MemberErased, MemberEvent, MemberRegistered, parse_event
 from workflows.member import MemberWorkflow, workflow_id
 from workflows.messages import MemberInput
 
@@ -72,19 +72,30 @@ def _is_single_object(text: str) -> bool:
 
 
 async def strip_contacts(conn: asyncpg.Pool | asyncpg.Connection, events: list[MemberEvent]) -> list[MemberEvent]:
-    """Store each registration's contact in PostgreSQL and replace it by the channels it makes reachable."""
-    registrations = [e for e in events if isinstance(e, MemberRegistered)]
-    if not registrations:
+    """Store the registrations' contact changes in PostgreSQL and take the contact off every event.
+
+    A registration updates the contact partially (SPEC §2): per member, the changes of
+    its registrations are merged in ``occurred_at`` order (the later wins, an explicit
+    None removes the address) and stored in one statement. A registration that carried
+    a contact gets ``reachable``, the channels the stored contact reaches after the
+    update; one without contact keeps ``reachable=None`` (unchanged). Nothing is stored
+    for an erased member, or one erased in this batch: its events are refused anyway,
+    and its personal data must not come back (those registrations keep ``None`` too).
+    """
+    if not any(isinstance(e, MemberRegistered) for e in events):
         return events
-    merged: dict[str, dict] = defaultdict(dict)
-    for event in sorted(registrations, key=lambda e: e.occurred_at):
-        if event.contact is not None:
-            merged[event.member_id].update(event.contact.model_dump(exclude_none=True))
-    reachable = await store_contacts(conn, {m: Contact(**fields) for m, fields in merged.items()})
-    missing = sorted({e.member_id for e in registrations} - reachable.keys())
-    reachable |= await reachable_channels(conn, missing)
+    registrations = [e for e in events if isinstance(e, MemberRegistered) and e.contact is not None]
+    erasing = {e.member_id for e in events if isinstance(e, MemberErased)}
+    changes: dict[str, dict[str, str | None]] = defaultdict(dict)
+    # Same occurred_at: event_id decides, so the result does not depend on delivery order.
+    for event in sorted(registrations, key=lambda e: (e.occurred_at, e.event_id)):
+        if event.member_id not in erasing:
+            changes[event.member_id].update(event.contact.changes())
+    reachable = await store_contacts(conn, changes)
+    # `reachable` is the ingress's word only: one an order system sent along is dropped.
     return [
-        e.model_copy(update={"contact": None, "reachable": reachable.get(e.member_id, frozenset())})
+        e.model_copy(update={
+            "contact": None, "reachable": reachable.get(e.member_id) if e.contact is not None else None})
         if isinstance(e, MemberRegistered) else e
         for e in events
     ]
