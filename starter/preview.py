@@ -136,27 +136,29 @@ def _line_numbers(text: str, count: int) -> list[int]:
 def strip_contacts(events: list[MemberEvent]) -> list[MemberEvent]:
     """Replace each registration's contact by the channels it makes reachable, as the ingress does.
 
-    Without a database: the contact fields known so far (a later registration
-    updates the fields it names and keeps the others) decide which channels can
-    reach the member at that registration.
+    Without a database: the contact fields known so far decide which channels can
+    reach the member at that registration. A registration updates them partially (a
+    field left out keeps its value, ``null`` or ``""`` removes the address); one
+    without contact keeps ``reachable`` unset, as the ingress does.
     """
-    known: dict[str, str] = {}
+    known: dict[str, str | None] = {}
     stripped: list[MemberEvent] = []
     for event in events:  # in time order
         if isinstance(event, MemberRegistered):
             if event.contact is not None:
-                known.update(event.contact.model_dump(exclude_none=True))
-            event = event.model_copy(update={"contact": None, "reachable": reachable(known)})
+                known.update(event.contact.changes())
+            event = event.model_copy(update={
+                "contact": None, "reachable": reachable(known) if event.contact is not None else None})
         stripped.append(event)
     return stripped
 
 
 def member_timezone(events: list[MemberEvent]) -> str:
-    """The member's timezone: that of its latest registration (the profile is last-writer-wins)."""
-    registrations = [e for e in events if isinstance(e, MemberRegistered)]
-    if not registrations:
+    """The member's timezone: that of its latest registration naming one (the profile is last-writer-wins)."""
+    named = [e for e in events if isinstance(e, MemberRegistered) and e.timezone is not None]
+    if not named:
         return DEFAULT_TIMEZONE
-    return max(registrations, key=lambda e: (e.occurred_at, e.event_id)).timezone
+    return max(named, key=lambda e: (e.occurred_at, e.event_id)).timezone
 
 
 def in_time_order(events: list[MemberEvent]) -> list[MemberEvent]:
