@@ -55,7 +55,8 @@ class _Model(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
-NonEmpty = Annotated[str, Field(min_length=1, max_length=200)]
+# Ids and short codes: at most 128 characters, no control characters (NUL, newlines, …).
+NonEmpty = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")]
 MAX_SUPPLY_DAYS = 3650
 Days = Annotated[int, Field(gt=0, le=MAX_SUPPLY_DAYS)]
 EARLIEST, LATEST = 2000, 2100
@@ -76,40 +77,67 @@ class _Event(_Model):
 
 
 class Consent(_Model):
-    email: bool = False
-    line: bool = False
-    sms: bool = False
-    push: bool = False
-    dm: bool = False
+    """Opt-in per channel. A channel left out (or ``null``) keeps its current consent:
+    a registration that only changes an address must not opt the member out."""
+
+    email: bool | None = None
+    line: bool | None = None
+    sms: bool | None = None
+    push: bool | None = None
+    dm: bool | None = None
+
+    def given(self) -> dict[str, bool]:
+        """The channels this update names explicitly, with their new value."""
+        return {name: value for name, value in self.model_dump().items() if value is not None}
+
+
+# An address may hold line breaks (a postal address) but never NUL.
+Address = Annotated[str, Field(max_length=1000, pattern=r"^[^\x00]*$")]
 
 
 class Contact(_Model):
-    """Personal data: stored by the ingress in PostgreSQL, never signalled to a workflow."""
+    """Personal data: stored by the ingress in PostgreSQL, never signalled to a workflow.
 
-    email: str | None = None
-    phone: str | None = None
-    line_user_id: str | None = None
-    postal_address: str | None = None
-    push_token: str | None = None
+    Partial: a field left out keeps the stored address; an explicit ``null`` (or
+    ``""``) removes it, and routing falls back to the next channel (SPEC §2, §5).
+    """
+
+    email: Address | None = None
+    phone: Address | None = None
+    line_user_id: Address | None = None
+    postal_address: Address | None = None
+    push_token: Address | None = None
+
+    def changes(self) -> dict[str, str | None]:
+        """The fields this update names: a value to store, or None to remove the address."""
+        return {name: (getattr(self, name) or None) for name in self.model_fields_set}
 
 
 class MemberRegistered(_Event):
+    """Creates the member or updates its profile, partially: what is left out stays as it is."""
+
     type: Literal["member_registered"]
-    sales_channel: SalesChannel = SalesChannel.ONLINE
-    consent: Consent = Consent()
+    sales_channel: SalesChannel | None = None  # None: unchanged (``online`` for a new member)
+    consent: Consent | None = None
     contact: Contact | None = None
     # Set by the ingress from the stored contact data: which channels can reach the member.
+    # None: unchanged (the registration named no address).
     reachable: frozenset[Channel] | None = None
-    timezone: str = "Asia/Tokyo"
+    timezone: str | None = None  # None: unchanged (``Asia/Tokyo`` for a new member)
 
     @field_validator("timezone")
     @classmethod
-    def _known_timezone(cls, value: str) -> str:
+    def _known_timezone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+        # Only IANA names ("Asia/Tokyo"); "localtime" or a path is a file, not a zone.
+        if len(value) > 64 or not value[:1].isalpha() or value in {"localtime", "posixrules", "Factory"}:
+            raise ValueError(f"unknown IANA timezone {value[:64]!r}")
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown IANA timezone {value!r}") from None
         return value
 

@@ -29,6 +29,23 @@ class MemberInput(_Message):
     # Touches planned before continue-as-new, so one that vanishes later is still closed.
     planned: tuple[PlannedTouch, ...] = ()
     projection: ProjectionLog = ProjectionLog()
+    # Set by the ingress and `goldenroute member restore`: a run that starts without a
+    # carried state first reloads the member's event log and decided touches from
+    # PostgreSQL, so a member whose run failed or was terminated never restarts empty.
+    restore: bool = False
+
+
+class RestoreRequest(_Message):
+    member_id: str
+
+
+class RestoredMember(_Message):
+    """What PostgreSQL knows of a member: its logged events (arrival order) and decided touches."""
+
+    member_id: str
+    events: tuple[MemberEvent, ...] = ()
+    touches: tuple[TouchRecord, ...] = ()
+    last_seq: int = 0  # the event log's last sequence number for the member: new events log after it
 
 
 class MemberResult(_Message):
@@ -49,6 +66,8 @@ class MemberStateView(_Message):
     planned: tuple[PlannedTouch, ...]
     consented_channels: tuple[Channel, ...]
     reachable_channels: tuple[Channel, ...]
+    # Events the workflow refused to fold: another member's, or carrying contact data.
+    refused_events: tuple[str, ...] = ()
 
 
 class Timeline(_Message):

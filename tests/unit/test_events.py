@@ -18,12 +18,18 @@ def test_an_order_parses_with_its_lines_and_offset():
     assert event.occurred_at.utcoffset().total_seconds() == 9 * 3600
 
 
-def test_registration_defaults_to_online_tokyo_without_consent():
+def test_a_bare_registration_makes_an_online_tokyo_member_without_consent():
+    from workflows.lifecycle import apply, new_member
+
     event = parse_event({"type": "member_registered", "event_id": "e", "member_id": "m",
                          "occurred_at": "2026-04-01T10:00:00Z"})
     assert isinstance(event, MemberRegistered)
-    assert event.sales_channel == "online" and event.timezone == "Asia/Tokyo"
-    assert not any(event.consent.model_dump().values())
+    # Partial update: what the event leaves out is None, "unchanged" …
+    assert event.sales_channel is None and event.timezone is None and event.consent is None
+    # … and for a new member unchanged means online, Asia/Tokyo, no consent (SPEC §2).
+    state = apply(new_member("m"), event)
+    assert state.profile.sales_channel == "online" and state.profile.timezone == "Asia/Tokyo"
+    assert not any(state.consent.values())
 
 
 @pytest.mark.parametrize(
