@@ -9,7 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from workflows.events import MemberEvent
-from workflows.lifecycle import MemberState, advance_clock, apply, new_member, record_touches
+from workflows.lifecycle import MemberState, advance_clock, apply, new_member
+from workflows.scenarios import record
 from workflows.policy import PolicyConfig, settle
 from workflows.touches import TouchRecord
 
@@ -34,7 +35,7 @@ def simulate(events: list[MemberEvent], days: int, config: PolicyConfig = Policy
         settlement = settle(state, pending, now, config)
         finished = [record for _, record in settlement.finished]
         records.extend(finished)
-        state = record_touches(state, finished)
+        state = record(state, finished)
         pending, wake = settlement.pending, settlement.wake_at
         if state.erased_at is not None:
             return state, records

@@ -53,19 +53,20 @@ def test_sample_converts_gets_its_s01_touches_at_the_input_dates_and_the_order_c
 
     s01 = [(local(t), t["step"], t["channel"], t["outcome"], t["reason"]) for t in touches if t["scenario"] == "S01"]
     assert s01 == [
-        # The sample request at 21:16: the parcel insert goes at once ...
-        ("2026-03-02T21:16", "sample_insert", "insert", "sent", "route:insert"),
+        # The sample request at 21:16: the parcel insert goes at once (after the 10-minute grace period) ...
+        ("2026-03-02T21:26", "sample_insert", "insert", "sent", "route:insert"),
         # ... the LINE welcome waits out the quiet hours until 09:00.
         ("2026-03-03T09:00", "welcome_offer", "line", "sent", "route:line"),
         # Sample shipped 3/3 15:30, 7 days → runs out 3/10: offer two days before, at the send hour.
         ("2026-03-08T10:00", "run_out_offer", "line", "sent", "route:line"),
-        # The main order on 3/9 08:12 exits S01: the last call (due 3/10) is cancelled then.
-        ("2026-03-09T08:12", "last_call", None, "cancelled", "exit:order_placed"),
+        # The main order on 3/9 08:12 exits S01: the last call (due 3/10) is cancelled once
+        # the order's burst has folded in (the grace period).
+        ("2026-03-09T08:22", "last_call", None, "cancelled", "exit:order_placed"),
     ]
     assert all(t["at"].endswith("+09:00") for t in touches)
     assert [t for t in touches if t["step"] == "last_call"][0]["due_at"].startswith("2026-03-10T10:00")
     # The order starts F1 → F2 within the 60 days.
-    assert ("S03", "thanks_insert", "2026-03-09T08:12") in {(t["scenario"], t["step"], local(t)) for t in touches}
+    assert ("S03", "thanks_insert", "2026-03-09T08:22") in {(t["scenario"], t["step"], local(t)) for t in touches}
 
 
 def test_json_is_one_time_ordered_array_of_touches_with_the_required_keys_first(capsys):
@@ -85,7 +86,7 @@ def test_the_table_names_each_scenario_in_japanese(capsys):
     assert main(["preview", str(EXAMPLES / "02_sample_never_buys.ndjson")]) == 0
     out = capsys.readouterr().out
     assert "日付" in out and "理由" in out
-    assert "2026-04-10(金)  12:31  S01 サンプル→本品引上  welcome_offer  email" in out
+    assert "2026-04-10(金)  12:41  S01 サンプル→本品引上  welcome_offer  email" in out
     assert "2026-04-25(土)  10:00  S01 サンプル→本品引上  last_call" in out
 
 
@@ -188,11 +189,11 @@ async def test_examples_follow_the_member_clock(example_previews):
     late = example_previews["13_late_night_line"].touches
     welcome = next(t for t in late if t.step == "welcome_offer")
     assert welcome.at.isoformat(timespec="minutes") == "2026-08-21T09:00+09:00"
-    # The churn signal at 23:18 reaches the call centre at once and the FAQ follows the next day at 10:00.
+    # The churn signal at 23:18 reaches the call centre at once (after the grace period) and the FAQ follows the next day at 10:00.
     churn = [(t.at.isoformat(timespec="minutes"), t.step) for t in example_previews["11_subscriber_churn_signals"].touches
              if t.scenario == "S12"]
-    assert churn == [("2026-03-12T23:18+09:00", "call_center_task"), ("2026-03-13T10:00+09:00", "follow_up_faq"),
-                     ("2026-04-20T21:05+09:00", "call_center_task"), ("2026-04-21T10:00+09:00", "follow_up_faq")]
+    assert churn == [("2026-03-12T23:28+09:00", "call_center_task"), ("2026-03-13T10:00+09:00", "follow_up_faq"),
+                     ("2026-04-20T21:15+09:00", "call_center_task"), ("2026-04-21T10:00+09:00", "follow_up_faq")]
     # Registered more than 180 days before the third purchase: no onboarding.
     assert not has(example_previews["08_f3_without_cross"].touches, scenario="S05")
     for preview in example_previews.values():

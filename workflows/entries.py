@@ -4,7 +4,10 @@ Each function returns the entries of one scenario that still matter (the newest
 purchase and the one before it, the current pause, …), each with the moments its
 steps are timed from and the exit, if it has happened. Because entries are
 derived, a duplicate or late event re-derives the same entries, and the entry of
-the next purchase takes over from the previous one on its own.
+the next purchase takes over from the previous one on its own. Each entry's
+condition is judged as of the event that entered it (the subscription at the
+purchase, F before it), not as of today; the spacing rules of S08, S09 and S12
+continue from the member's ``Chain`` of what is no longer kept in full.
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from workflows.events import SalesChannel
-from workflows.lifecycle import MemberState, OrderRecord, SubscriptionStatus
+from workflows.facts import Chain
+from workflows.lifecycle import (
+    CHURN,
+    CHURN_FOLLOW_UP_EVERY,
+    CROSS_SELL,
+    CROSS_SELL_EVERY,
+    LOYALTY,
+    LOYALTY_EVERY,
+    MemberState,
+    OrderRecord,
+    SubscriptionStatus,
+)
 
 REGISTERED_WITHIN = timedelta(days=180)  # S05 (seed)
-LOYALTY_EVERY = timedelta(days=180)  # S08: at most once per 180 days (seed)
-CROSS_SELL_EVERY = timedelta(days=90)  # S09: not if reached in the last 90 days (seed)
-CHURN_FOLLOW_UP_EVERY = timedelta(days=30)  # S12: not if reached in the last 30 days (seed)
 CROSS_LAPSED_FROM, CROSS_LAPSED_TO = timedelta(days=31), timedelta(days=90)  # S10 (seed)
 
 
@@ -75,12 +86,20 @@ def _first_after(moments: list[datetime], after: datetime) -> datetime | None:
     return min((m for m in moments if m > after), default=None)
 
 
-def _spaced(candidates: list[Entry], gap: timedelta) -> list[Entry]:
-    """Entries at least ``gap`` apart, earliest first: 'not if it reached the member recently'."""
+def _spaced(candidates: list[Entry], gap: timedelta, chain: Chain) -> list[Entry]:
+    """Entries at least ``gap`` apart, earliest first: 'not if it reached the member recently'.
+
+    The spacing continues from the chain's last entry among candidates no longer kept.
+    """
     kept: list[Entry] = []
-    for entry in sorted(candidates, key=lambda e: e.moments["entry"]):
-        if not kept or entry.moments["entry"] >= kept[-1].moments["entry"] + gap:
+    last = chain.last_entry
+    for entry in sorted(candidates, key=lambda e: (e.moments["entry"], e.occurrence)):
+        at = entry.moments["entry"]
+        if chain.through is not None and at <= chain.through:
+            continue
+        if last is None or at >= last + gap:
             kept.append(entry)
+            last = at
     return kept
 
 
@@ -161,19 +180,11 @@ def subscription_upsell(state: MemberState) -> list[Entry]:
     entries = []
     for _, order, nxt in _mains_with_next(state)[-2:]:
         assert order.placed_at is not None
-        if order.subscription_id is not None or _subscribed_before(state, order.placed_at):
+        if order.subscription_id is not None or state.subscribed_at(order.placed_at):
             continue
         entry = main_purchase_entry(order, nxt, "replaced:newer_purchase")
         entries.append(_with_exit(entry, _first_after(starts, order.placed_at), "exit:subscription_started"))
     return entries
-
-
-def _subscribed_before(state: MemberState, moment: datetime) -> bool:
-    running = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAUSED)
-    return any(
-        s.started_at is not None and s.started_at <= moment and s.status in running
-        for s in state.subscriptions.values()
-    )
 
 
 def subscription_resume(state: MemberState) -> list[Entry]:
@@ -201,7 +212,7 @@ def _status_word(status: SubscriptionStatus) -> str:
 def loyalty(state: MemberState) -> list[Entry]:
     """S08: main purchases that bring F to 4 or more, at most one entry per 180 days."""
     candidates = [main_purchase_entry(o, nxt, None) for n, o, nxt in _mains_with_next(state) if n >= 4]
-    return _spaced(candidates, LOYALTY_EVERY)[-2:]
+    return _spaced(candidates, LOYALTY_EVERY, state.chain(LOYALTY))[-2:]
 
 
 def cross_sell(state: MemberState) -> list[Entry]:
@@ -214,7 +225,7 @@ def cross_sell(state: MemberState) -> list[Entry]:
     ]
     return [
         _with_exit(e, _first_after(crosses, e.moments["entry"]), "exit:cross_purchase")
-        for e in _spaced(candidates, CROSS_SELL_EVERY)[-2:]
+        for e in _spaced(candidates, CROSS_SELL_EVERY, state.chain(CROSS_SELL))[-2:]
     ]
 
 
@@ -250,15 +261,14 @@ def reactivation(state: MemberState) -> list[Entry]:
 
 def churn_prevention(state: MemberState) -> list[Entry]:
     """S12: a churn signal or a lengthened interval, at most one entry per 30 days."""
-    signs = {sign.at: sign.signal for sign in state.churn_signals}
-    for sub in state.subscriptions.values():
-        if sub.lengthened_at is not None:
-            signs.setdefault(sub.lengthened_at, "interval_lengthened")
+    signs: dict[datetime, str] = {}
+    for sign in state.churn_signs():
+        signs.setdefault(sign.at, sign.signal)
     candidates = [
         Entry(occurrence=f"signal@{at.isoformat()}", moments={"entry": at}, context={"signal": signal})
         for at, signal in signs.items()
     ]
-    return _spaced(candidates, CHURN_FOLLOW_UP_EVERY)[-2:]
+    return _spaced(candidates, CHURN_FOLLOW_UP_EVERY, state.chain(CHURN))[-2:]
 
 
 def is_offline(state: MemberState) -> bool:

@@ -1,15 +1,17 @@
 """MemberState and ``apply(state, event)``: the pure fold of a member's events (SPEC §3).
 
-The state keeps *facts* (orders keyed by id, subscriptions keyed by id, consent
-per channel) and derives stage, F and run-outs from them. Every fact is either
-keyed (an order is the same order however often it arrives) or last-writer-wins
-on ``(occurred_at, event_id)``, so a duplicate changes nothing and any delivery
-order of the same events folds to the same state. A shipment or cancellation
-that arrives before its order is kept on an order record without ``placed_at``
-(held) and counts once the order arrives.
+The state keeps *facts* (``workflows.facts``: orders keyed by id, subscriptions
+keyed by id, consent per channel) and derives stage, F and run-outs from them. A
+duplicate changes nothing and any delivery order of the same events folds to the
+same state. A shipment or cancellation that arrives before its order is kept on an
+order record without ``placed_at`` (held) and counts once the order arrives.
 
-To keep the carried state small, only the newest ``MAX_ORDERS`` placed orders
-are kept in full; older ones are summarised in ``ArchivedOrders``.
+The state does not grow with the member's age. Only the newest ``MAX_ORDERS``
+placed orders and ``MAX_SIGNS`` churn signs are kept in full; older ones are
+folded, oldest first, into exact summaries: F, revenue and cross purchases in
+``ArchivedOrders``, and the spacing of S08 / S09 / S12 ("not again within N days")
+in a ``Chain`` per scenario, so the entries derived from what is kept are the
+same as if nothing had been folded.
 """
 
 from __future__ import annotations
@@ -20,15 +22,36 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict
 
 from workflows import events as ev
-from workflows.events import Channel, SalesChannel
+from workflows.events import Channel
+from workflows.facts import (
+    MAX_INTERVALS,
+    ArchivedOrders,
+    Chain,
+    ChurnSign,
+    IntervalChange,
+    OrderRecord,
+    Profile,
+    Stamp,
+    StatusChange,
+    Subscription,
+    SubscriptionStatus,
+)
 from workflows.touches import TouchRecord
+
+__all__ = [
+    "MemberState", "Stage", "SubscriptionStatus", "OrderRecord", "Subscription", "apply",
+    "advance_clock", "new_member", "record_touches",
+]
 
 DORMANT_AFTER = timedelta(days=90)
 MAX_ORDERS = 24
 MAX_HELD = 24
-MAX_TOUCHES = 100
-MAX_INTERVALS = 6
-MAX_CHURN_SIGNALS = 5
+MAX_SIGNS = 12
+# "Not again within N days" (seed): S08 once per 180 days, S09 not within 90, S12 not within 30.
+LOYALTY_EVERY = timedelta(days=180)
+CROSS_SELL_EVERY = timedelta(days=90)
+CHURN_FOLLOW_UP_EVERY = timedelta(days=30)
+LOYALTY, CROSS_SELL, CHURN = "S08", "S09", "S12"
 
 
 class Stage(StrEnum):
@@ -43,121 +66,9 @@ class Stage(StrEnum):
     ERASED = "erased"
 
 
-class SubscriptionStatus(StrEnum):
-    NONE = "none"
-    ACTIVE = "active"
-    PAUSED = "paused"
-    CANCELLED = "cancelled"
-
-
-class _State(BaseModel):
+class MemberState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-
-class Stamp(_State):
-    """Orders last-writer-wins updates; ties on time break on the event id."""
-
-    at: datetime
-    event_id: str
-
-    def newer_than(self, other: "Stamp | None") -> bool:
-        return other is None or (self.at, self.event_id) > (other.at, other.event_id)
-
-
-class OrderRecord(_State):
-    order_id: str
-    is_sample: bool = False
-    placed_at: datetime | None = None  # None: only its shipment or cancellation is known (held)
-    main_sku: str | None = None
-    main_supply_days: int = 0  # days_supply × quantity of its main line
-    supply_days: int = 0  # of the sample, or of the longest line of a trial-only order
-    roles: frozenset[ev.LineRole] = frozenset()
-    subscription_id: str | None = None
-    revenue: int = 0
-    shipped_at: datetime | None = None
-    cancelled_at: datetime | None = None
-
-    @property
-    def counts(self) -> bool:
-        return self.placed_at is not None and self.cancelled_at is None
-
-    @property
-    def is_main_purchase(self) -> bool:
-        return self.counts and not self.is_sample and ev.LineRole.MAIN in self.roles
-
-    @property
-    def is_trial(self) -> bool:
-        return self.counts and not self.is_sample and self.roles == {ev.LineRole.TRIAL}
-
-    @property
-    def has_cross(self) -> bool:
-        return self.counts and ev.LineRole.CROSS in self.roles
-
-    @property
-    def anchor(self) -> datetime:
-        assert self.placed_at is not None
-        return self.shipped_at or self.placed_at
-
-    @property
-    def run_out_at(self) -> datetime:
-        return self.anchor + timedelta(days=self.main_supply_days or self.supply_days)
-
-
-class ArchivedOrders(_State):
-    """What the rules still need of orders dropped from the carried state."""
-
-    main_purchases: int = 0
-    cross_purchases: int = 0
-    revenue: int = 0
-    first_main_at: datetime | None = None
-
-
-class IntervalChange(_State):
-    stamp: Stamp
-    interval_days: int
-
-
-class Subscription(_State):
-    subscription_id: str
-    sku: str | None = None
-    status: SubscriptionStatus = SubscriptionStatus.ACTIVE
-    status_stamp: Stamp | None = None
-    started_at: datetime | None = None
-    last_paused_at: datetime | None = None
-    # The newest interval settings, oldest first; kept as a short history so that
-    # "lengthened" is the same whatever order the changes arrive in.
-    intervals: tuple[IntervalChange, ...] = ()
-
-    @property
-    def interval_days(self) -> int | None:
-        return self.intervals[-1].interval_days if self.intervals else None
-
-    @property
-    def lengthened_at(self) -> datetime | None:
-        """The latest change to a longer interval: a churn sign (SPEC §4, S12)."""
-        pairs = zip(self.intervals, self.intervals[1:])
-        return max((b.stamp.at for a, b in pairs if b.interval_days > a.interval_days), default=None)
-
-    def with_interval(self, change: IntervalChange) -> "Subscription":
-        if any(c.stamp == change.stamp for c in self.intervals):
-            return self
-        kept = sorted((*self.intervals, change), key=lambda c: (c.stamp.at, c.stamp.event_id))
-        return self.model_copy(update={"intervals": tuple(kept[-MAX_INTERVALS:])})
-
-
-class ChurnSign(_State):
-    at: datetime
-    signal: str  # cancel_page_viewed, skip_requested, complaint, …
-
-
-class Profile(_State):
-    sales_channel: SalesChannel = SalesChannel.ONLINE
-    timezone: str = "Asia/Tokyo"
-    reachable: frozenset[Channel] = frozenset()
-    stamp: Stamp | None = None
-
-
-class MemberState(_State):
     member_id: str
     first_seen_at: datetime | None = None
     as_of: datetime | None = None  # the latest moment the state has seen: events or the clock
@@ -167,9 +78,12 @@ class MemberState(_State):
     orders: dict[str, OrderRecord] = {}
     archived: ArchivedOrders = ArchivedOrders()
     subscriptions: dict[str, Subscription] = {}
-    churn_signals: tuple[ChurnSign, ...] = ()  # the newest MAX_CHURN_SIGNALS, oldest first
+    churn_signals: tuple[ChurnSign, ...] = ()  # oldest first; older ones folded into chains[S12]
+    chains: dict[str, Chain] = {}  # S08, S09, S12: the spacing of what is no longer kept
     erased_at: datetime | None = None
-    # The latest touch outcomes (the full timeline is in PostgreSQL's touches table).
+    # The touch ledger: every outcome the scenarios may still ask about (the keys of each
+    # entry that can still be derived) and the recent ones; the full timeline is in
+    # PostgreSQL's touches table. Kept by ``scenarios.record``.
     touches: tuple[TouchRecord, ...] = ()
 
     # --- derived -----------------------------------------------------------------
@@ -204,6 +118,18 @@ class MemberState(_State):
     def cross_purchases(self) -> list[OrderRecord]:
         return [o for o in self.placed() if o.has_cross]
 
+    def chain(self, scenario: str) -> Chain:
+        return self.chains.get(scenario) or Chain()
+
+    def churn_signs(self) -> list[ChurnSign]:
+        """Every churn sign not yet folded: signals and interval lengthenings, oldest first."""
+        through = self.chain(CHURN).through
+        signs = {(s.at, s.signal) for s in self.churn_signals}
+        for sub in self.subscriptions.values():
+            signs |= {(at, "interval_lengthened") for at in sub.lengthenings()}
+        return [ChurnSign(at=at, signal=signal) for at, signal in sorted(signs)
+                if through is None or at > through]
+
     @property
     def subscription_status(self) -> SubscriptionStatus:
         statuses = {s.status for s in self.subscriptions.values()}
@@ -211,6 +137,11 @@ class MemberState(_State):
             if status in statuses:
                 return status
         return SubscriptionStatus.NONE
+
+    def subscribed_at(self, moment: datetime) -> bool:
+        """Whether a 定期 subscription was running (active or paused) at ``moment``."""
+        running = (SubscriptionStatus.ACTIVE, SubscriptionStatus.PAUSED)
+        return any(s.status_at(moment) in running for s in self.subscriptions.values())
 
     def dormant_since(self) -> datetime | None:
         latest = self.latest_main_purchase()
@@ -254,11 +185,11 @@ def advance_clock(state: MemberState, now: datetime) -> MemberState:
     return state.model_copy(update={"as_of": now})
 
 
-def record_touches(state: MemberState, records: list[TouchRecord]) -> MemberState:
-    """Add touch outcomes to the state's timeline, keeping the newest MAX_TOUCHES."""
+def record_touches(state: MemberState, records: list[TouchRecord], keep: int = 100) -> MemberState:
+    """Add touch outcomes keeping the newest ``keep`` (the first release's ledger; see ``scenarios.record``)."""
     if not records:
         return state
-    return state.model_copy(update={"touches": (state.touches + tuple(records))[-MAX_TOUCHES:]})
+    return state.model_copy(update={"touches": (state.touches + tuple(records))[-keep:]})
 
 
 def apply(state: MemberState, event: ev.MemberEvent) -> MemberState:
@@ -274,26 +205,31 @@ def apply(state: MemberState, event: ev.MemberEvent) -> MemberState:
     return _compact(state.model_copy(update=update))
 
 
+def _stamp(event: ev.MemberEvent) -> Stamp:
+    return Stamp(at=event.occurred_at, event_id=event.event_id)
+
+
 def _member_registered(state: MemberState, event: ev.MemberRegistered) -> dict:
-    stamp = Stamp(at=event.occurred_at, event_id=event.event_id)
+    """A partial update: each field it names wins if this registration is its newest setter."""
+    stamp, profile = _stamp(event), state.profile
+    given = {"sales_channel": event.sales_channel, "timezone": event.timezone, "reachable": event.reachable}
+    changes = {field: value for field, value in given.items()
+               if value is not None and stamp.newer_than(profile.stamp_of(field))}
     update: dict = {}
-    if stamp.newer_than(state.profile.stamp):
-        update["profile"] = Profile(
-            sales_channel=event.sales_channel,
-            timezone=event.timezone,
-            reachable=event.reachable or frozenset(),
-            stamp=stamp,
-        )
+    if changes:
+        stamps = {f: s for f in given if (s := profile.stamp_of(f)) is not None}
+        stamps |= {field: stamp for field in changes}
+        update["profile"] = profile.model_copy(update=changes | {"stamps": stamps})
     consent, stamps = dict(state.consent), dict(state.consent_stamps)
-    for channel in ev.CONSENT_CHANNELS:
+    for name, granted in (event.consent.given() if event.consent else {}).items():
+        channel = Channel(name)
         if stamp.newer_than(stamps.get(channel)):
-            consent[channel] = getattr(event.consent, channel.value)
-            stamps[channel] = stamp
+            consent[channel], stamps[channel] = granted, stamp
     return update | {"consent": consent, "consent_stamps": stamps}
 
 
 def _consent_changed(state: MemberState, event: ev.ConsentChanged) -> dict:
-    channel, stamp = Channel(event.channel), Stamp(at=event.occurred_at, event_id=event.event_id)
+    channel, stamp = Channel(event.channel), _stamp(event)
     if not stamp.newer_than(state.consent_stamps.get(channel)):
         return {}
     return {
@@ -352,37 +288,40 @@ def _subscription(state: MemberState, subscription_id: str) -> Subscription:
     return state.subscriptions.get(subscription_id) or Subscription(subscription_id=subscription_id)
 
 
+def _with_subscription(state: MemberState, sub: Subscription) -> dict:
+    return {"subscriptions": state.subscriptions | {sub.subscription_id: sub}}
+
+
 def _with_status(state: MemberState, event, status: SubscriptionStatus, **extra) -> dict:
-    sub = _subscription(state, event.subscription_id)
-    stamp = Stamp(at=event.occurred_at, event_id=event.event_id)
-    update = dict(extra)
-    if stamp.newer_than(sub.status_stamp):
-        update |= {"status": status, "status_stamp": stamp}
-    return {"subscriptions": state.subscriptions | {sub.subscription_id: sub.model_copy(update=update)}}
+    sub = _subscription(state, event.subscription_id).model_copy(update=extra)
+    return _with_subscription(state, sub.with_status(StatusChange(stamp=_stamp(event), status=status)))
 
 
 def _subscription_started(state: MemberState, event: ev.SubscriptionStarted) -> dict:
     sub = _subscription(state, event.subscription_id)
-    stamp = Stamp(at=event.occurred_at, event_id=event.event_id)
-    sub = sub.with_interval(IntervalChange(stamp=stamp, interval_days=event.interval_days))
-    state = state.model_copy(update={"subscriptions": state.subscriptions | {sub.subscription_id: sub}})
+    sub = sub.with_interval(IntervalChange(stamp=_stamp(event), interval_days=event.interval_days))
+    state = state.model_copy(update=_with_subscription(state, sub))
     return _with_status(state, event, SubscriptionStatus.ACTIVE, sku=event.sku,
                         started_at=_earliest(sub.started_at, event.occurred_at))
 
 
+def _subscription_paused(state: MemberState, event: ev.SubscriptionPaused) -> dict:
+    paused = _latest(_subscription(state, event.subscription_id).last_paused_at, event.occurred_at)
+    return _with_status(state, event, SubscriptionStatus.PAUSED, last_paused_at=paused)
+
+
 def _subscription_interval_changed(state: MemberState, event: ev.SubscriptionIntervalChanged) -> dict:
     sub = _subscription(state, event.subscription_id)
-    stamp = Stamp(at=event.occurred_at, event_id=event.event_id)
-    changed = sub.with_interval(IntervalChange(stamp=stamp, interval_days=event.interval_days))
-    return {"subscriptions": state.subscriptions | {sub.subscription_id: changed}}
+    return _with_subscription(state, sub.with_interval(
+        IntervalChange(stamp=_stamp(event), interval_days=event.interval_days)))
 
 
 def _churn_signal(state: MemberState, event: ev.ChurnSignal) -> dict:
     sign = ChurnSign(at=event.occurred_at, signal=event.signal)
-    if sign in state.churn_signals:
+    through = state.chain(CHURN).through
+    if sign in state.churn_signals or (through is not None and sign.at <= through):
         return {}
-    signs = sorted((*state.churn_signals, sign), key=lambda s: (s.at, s.signal))
-    return {"churn_signals": tuple(signs[-MAX_CHURN_SIGNALS:])}
+    return {"churn_signals": tuple(sorted((*state.churn_signals, sign), key=lambda s: (s.at, s.signal)))}
 
 
 def _member_erased(state: MemberState, event: ev.MemberErased) -> dict:
@@ -397,9 +336,7 @@ _FOLDS = {
     ev.OrderShipped: _order_shipped,
     ev.OrderCancelled: _order_cancelled,
     ev.SubscriptionStarted: _subscription_started,
-    ev.SubscriptionPaused: lambda s, e: _with_status(
-        s, e, SubscriptionStatus.PAUSED,
-        last_paused_at=_latest(_subscription(s, e.subscription_id).last_paused_at, e.occurred_at)),
+    ev.SubscriptionPaused: _subscription_paused,
     ev.SubscriptionResumed: lambda s, e: _with_status(s, e, SubscriptionStatus.ACTIVE),
     ev.SubscriptionCancelled: lambda s, e: _with_status(s, e, SubscriptionStatus.CANCELLED),
     ev.SubscriptionIntervalChanged: _subscription_interval_changed,
@@ -408,34 +345,78 @@ _FOLDS = {
 }
 
 
+# --- keeping the state bounded, exactly ---------------------------------------------
+
+
 def _compact(state: MemberState) -> MemberState:
-    """Summarise the oldest placed orders once there are more than MAX_ORDERS."""
-    placed = sorted(
-        (o for o in state.orders.values() if o.placed_at is not None),
-        key=lambda o: (o.placed_at, o.order_id),
-    )
-    held = sorted(
-        (o for o in state.orders.values() if o.placed_at is None),
-        key=lambda o: (o.shipped_at or o.cancelled_at, o.order_id),  # type: ignore[arg-type]
-    )
-    dropped = placed[: max(0, len(placed) - MAX_ORDERS)] + held[: max(0, len(held) - MAX_HELD)]
-    if not dropped:
+    return _compact_signs(_compact_orders(state))
+
+
+def _compact_orders(state: MemberState) -> MemberState:
+    """Fold the oldest placed orders into the summaries once there are more than MAX_ORDERS."""
+    placed = sorted((o for o in state.orders.values() if o.placed_at is not None),
+                    key=lambda o: (o.placed_at, o.order_id))
+    held = sorted((o for o in state.orders.values() if o.placed_at is None),
+                  key=lambda o: (o.shipped_at or o.cancelled_at, o.order_id))  # type: ignore[arg-type]
+    dropped = placed[: max(0, len(placed) - MAX_ORDERS)]
+    dropped_held = held[: max(0, len(held) - MAX_HELD)]
+    if not dropped and not dropped_held:
         return state
-    archived = state.archived
-    for order in dropped:
-        if order.is_main_purchase:
-            archived = archived.model_copy(update={
-                "main_purchases": archived.main_purchases + 1,
-                "first_main_at": _earliest(archived.first_main_at, order.placed_at),
-            })
-        if order.counts:
-            archived = archived.model_copy(update={
-                "cross_purchases": archived.cross_purchases + int(order.has_cross),
-                "revenue": archived.revenue + order.revenue,
-            })
-    dropped_ids = {o.order_id for o in dropped}
-    keep = {k: o for k, o in state.orders.items() if k not in dropped_ids}
-    return state.model_copy(update={"orders": keep, "archived": archived})
+    archived, chains = state.archived, dict(state.chains)
+    for order in dropped:  # oldest first, so each chain folds in time order
+        archived, chains = _archive(archived, chains, order)
+    gone = {o.order_id for o in (*dropped, *dropped_held)}
+    keep = {k: o for k, o in state.orders.items() if k not in gone}
+    return state.model_copy(update={"orders": keep, "archived": archived, "chains": chains})
+
+
+def _archive(archived: ArchivedOrders, chains: dict, order: OrderRecord) -> tuple[ArchivedOrders, dict]:
+    if not order.counts or order.is_sample:
+        return archived, chains
+    at = order.placed_at
+    assert at is not None
+    if order.is_main_purchase:
+        f = archived.main_purchases + 1
+        if f >= 4:  # S08: a main purchase that brings F to 4 or more
+            chains[LOYALTY] = chains.get(LOYALTY, Chain()).fold(at, LOYALTY_EVERY)
+        if f >= 3 and archived.cross_purchases == 0 and not order.has_cross:  # S09
+            chains[CROSS_SELL] = chains.get(CROSS_SELL, Chain()).fold(at, CROSS_SELL_EVERY)
+        archived = archived.model_copy(update={
+            "main_purchases": f, "first_main_at": _earliest(archived.first_main_at, at)})
+    return archived.model_copy(update={
+        "cross_purchases": archived.cross_purchases + int(order.has_cross),
+        "last_cross_at": _latest(archived.last_cross_at, at) if order.has_cross else archived.last_cross_at,
+        "revenue": archived.revenue + order.revenue,
+    }), chains
+
+
+def _compact_signs(state: MemberState) -> MemberState:
+    """Fold the oldest churn signs into the S12 chain once there are too many to keep."""
+    signs = state.churn_signs()
+    cuts = [signs[len(signs) - MAX_SIGNS - 1].at] if len(signs) > MAX_SIGNS else []
+    cuts += [s.intervals[-MAX_INTERVALS].stamp.at for s in state.subscriptions.values()
+             if len(s.intervals) > MAX_INTERVALS]
+    if not cuts:
+        return state
+    through = max(cuts)
+    chain = state.chain(CHURN)
+    for sign in signs:
+        if sign.at <= through:
+            chain = chain.fold(sign.at, CHURN_FOLLOW_UP_EVERY)
+    chain = chain.model_copy(update={"through": _latest(chain.through, through)})
+    subscriptions = {k: _keep_intervals_after(s, through) for k, s in state.subscriptions.items()}
+    return state.model_copy(update={
+        "churn_signals": tuple(s for s in state.churn_signals if s.at > through),
+        "subscriptions": subscriptions,
+        "chains": state.chains | {CHURN: chain},
+    })
+
+
+def _keep_intervals_after(sub: Subscription, through: datetime) -> Subscription:
+    """Intervals set after ``through``, and the one in force then (what the next is compared with)."""
+    before = [c for c in sub.intervals if c.stamp.at <= through]
+    kept = tuple(before[-1:]) + tuple(c for c in sub.intervals if c.stamp.at > through)
+    return sub if kept == sub.intervals else sub.model_copy(update={"intervals": kept})
 
 
 def _earliest(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -20,8 +20,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.contacts import ContactActivities
     from activities.delivery import DeliveryActivities
     from activities.projection import ProjectionActivities
-    from workflows import lifecycle, policy, search
-    from workflows.events import MemberEvent
+    from activities.restore import RestoreActivities
+    from workflows import lifecycle, policy, scenarios, search
+    from workflows.events import MemberEvent, MemberRegistered
     from workflows.lifecycle import MemberState, Stage
     from workflows.messages import (
         DeliveryRequest,
@@ -30,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         MemberInput,
         MemberResult,
         MemberStateView,
+        RestoreRequest,
         Timeline,
     )
     from workflows.projection import ProjectionRequest
@@ -46,6 +48,12 @@ PROJECTION_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_in
 PROJECTION_PATCH = "project-member-to-postgres"
 # Touches that end without a send are recorded in one activity per wake-up, not one each.
 BATCH_PATCH = "record-unsent-outcomes-together"
+# The exact ledger: a grace period before "at once", withdrawn touches that can come
+# back, covered_by within one wake-up, the bounded ledger, refusal of foreign events,
+# restore from the event log and recording that retries until it succeeds.
+LEDGER_PATCH = "exact-ledger-and-grace"
+RESTORE_TIMEOUT = timedelta(minutes=1)
+MAX_REFUSED = 20
 
 
 def workflow_id(member_id: str) -> str:
@@ -65,6 +73,8 @@ class MemberWorkflow:
         self._projection = input.projection.model_copy(deep=True)
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
+        self._exact = False  # set at the start of ``run``: LEDGER_PATCH
+        self._refused: list[str] = []
 
     @workflow.signal
     def event(self, event: MemberEvent) -> None:
@@ -86,6 +96,7 @@ class MemberWorkflow:
             planned=tuple(self._planned.values()),
             consented_channels=tuple(c for c, granted in sorted(state.consent.items()) if granted),
             reachable_channels=tuple(sorted(state.profile.reachable)),
+            refused_events=tuple(self._refused),
         )
 
     @workflow.query
@@ -94,6 +105,9 @@ class MemberWorkflow:
 
     @workflow.run
     async def run(self, input: MemberInput) -> MemberResult:
+        self._exact = workflow.patched(LEDGER_PATCH)
+        if self._exact and input.restore and input.state is None:
+            await self._restore()
         published = _current_search_attributes()
         while True:
             self._absorb_events()
@@ -107,21 +121,53 @@ class MemberWorkflow:
                 workflow.continue_as_new(MemberInput(
                     member_id=self._member_id, policy=self._policy, state=self._state,
                     pending_events=tuple(self._inbox), planned=tuple(self._planned.values()),
-                    projection=self._projection,
+                    projection=self._projection, restore=input.restore,
                 ))
             await self._sleep_until_next()
 
     def _absorb_events(self) -> None:
         state = lifecycle.advance_clock(self._state, workflow.now())
         for event in self._inbox:
+            if self._exact and (why := self._refusal(event)):
+                workflow.logger.warning("event refused", extra={"event_id": event.event_id, "why": why})
+                self._refused = [*self._refused, f"{event.event_id}: {why}"][-MAX_REFUSED:]
+                continue
             state = lifecycle.apply(state, event)
             self._projection.log(event)
         self._inbox.clear()
         self._state = state
 
+    def _refusal(self, event: MemberEvent) -> str | None:
+        """Why an event that bypassed the ingress must not be folded in, if it must not."""
+        if event.member_id != self._member_id:
+            return f"member_id is {event.member_id!r}, not this member"
+        if isinstance(event, MemberRegistered) and event.contact is not None:
+            return "contact data must go through the ingress, never to a workflow"
+        return None
+
+    async def _restore(self) -> None:
+        """A run that starts empty takes over the member's event log and decided touches,
+        so a member whose run failed or was terminated goes on where it was."""
+        restored = await workflow.execute_activity_method(
+            RestoreActivities.load_member_log, RestoreRequest(member_id=self._member_id),
+            start_to_close_timeout=RESTORE_TIMEOUT, retry_policy=PROJECTION_RETRY,
+        )
+        state = self._state
+        for event in restored.events:
+            if self._refusal(event) is None:
+                state = lifecycle.apply(state, event)
+        self._state = scenarios.record(state, list(restored.touches))
+        self._projection.events_seen = max(self._projection.events_seen, restored.last_seq)
+
+    def _record(self, records: list[TouchRecord]) -> None:
+        if self._exact:
+            self._state = scenarios.record(self._state, records)
+        else:
+            self._state = lifecycle.record_touches(self._state, records)
+
     async def _settle_touches(self) -> None:
         """Carry out the policy's decisions: every touch that ends now gets its one outcome."""
-        settlement = policy.settle(self._state, self._planned, workflow.now(), self._policy)
+        settlement = policy.settle(self._state, self._planned, workflow.now(), self._policy, exact=self._exact)
         self._planned = settlement.pending
         self._wake_at = settlement.wake_at
         projection = self._projection_due()
@@ -131,7 +177,7 @@ class MemberWorkflow:
         for n, (touch, record) in enumerate(settlement.finished, start=1):
             carried = projection if n == len(settlement.finished) else None
             record = await self._deliver(touch, record, carried)
-            self._state = lifecycle.record_touches(self._state, [record])
+            self._record([record])
         if projection is not None:
             if not settlement.finished:
                 await workflow.execute_activity_method(
@@ -157,7 +203,7 @@ class MemberWorkflow:
         for n, (touch, record) in enumerate(sent, start=1):
             carried = projection if not unsent and n == len(sent) else None
             decided[record.key] = await self._deliver(touch, record, carried)
-        self._state = lifecycle.record_touches(self._state, [decided[r.key] for _, r in finished])
+        self._record([decided[r.key] for _, r in finished])
         if projection is not None:
             self._projection.wrote(projection)
 
@@ -196,10 +242,12 @@ class MemberWorkflow:
 
     async def _run_delivery(self, touch: PlannedTouch, record: TouchRecord,
                             projection: ProjectionRequest | None) -> None:
+        # No infrastructure fault fails a member: a send or a record retries until it
+        # succeeds; only a send the channel refuses for good (non-retryable) ends it.
         await workflow.execute_activity_method(
             DeliveryActivities.deliver, self._request(touch, record, projection),
             start_to_close_timeout=DELIVERY_TIMEOUT,
-            schedule_to_close_timeout=DELIVERY_GIVE_UP,
+            schedule_to_close_timeout=None if self._exact else DELIVERY_GIVE_UP,
             retry_policy=DELIVERY_RETRY,
         )
 

@@ -41,6 +41,9 @@ class PolicyConfig(BaseModel):
     cap_window: timedelta = timedelta(days=7)
     late_after: timedelta = timedelta(days=3)
     holdout_percent: int = Field(10, ge=0, le=100)
+    # "At once" waits this long so that the rest of a burst (a registration, a
+    # cancellation, a shipment delivered out of order) is folded in first (SPEC §4).
+    grace: timedelta = Field(timedelta(minutes=10), ge=timedelta(0), le=timedelta(days=1))
 
 
 @dataclass(frozen=True)
@@ -105,11 +108,12 @@ def cap_frees_at(sent: list[datetime], now: datetime, config: PolicyConfig) -> d
     return recent[len(recent) - config.cap_touches] + config.cap_window
 
 
-def covered_by(state: MemberState, touch: PlannedTouch) -> str | None:
-    """S06 is not sent when S03/S04 of the same purchase already carried upsell content."""
+def covered_by(state: MemberState, touch: PlannedTouch, decided: tuple[TouchRecord, ...] = ()) -> str | None:
+    """S06 is not sent when S03/S04 of the same purchase already carried upsell content,
+    at an earlier wake-up or earlier in this one (``decided``)."""
     if touch.scenario != Scenario.S06_SUBSCRIPTION_UPSELL.value:
         return None
-    for record in state.touches:
+    for record in (*state.touches, *decided):
         if (record.scenario in COVERS_S06 and record.occurrence == touch.occurrence
                 and record.outcome is Outcome.SENT and record.upsell):
             return record.scenario
@@ -117,7 +121,7 @@ def covered_by(state: MemberState, touch: PlannedTouch) -> str | None:
 
 
 def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[datetime],
-           config: PolicyConfig) -> Decision:
+           config: PolicyConfig, decided: tuple[TouchRecord, ...] = ()) -> Decision:
     """The outcome of a touch whose time has come, and the rule that decided it."""
     if touch.cancelled_reason is not None:
         return Decision(Outcome.CANCELLED, touch.cancelled_reason)
@@ -127,7 +131,7 @@ def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[da
     if in_holdout(state.member_id, touch.scenario, config):
         return Decision(Outcome.HOLDOUT, f"holdout:{config.holdout_percent}%")
     variant = variant_of(state.member_id, touch.scenario)
-    cover = covered_by(state, touch)
+    cover = covered_by(state, touch, decided)
     if cover:
         return Decision(Outcome.SUPPRESSED, f"covered_by:{cover}", variant=variant)
     channel = route(state, touch)
@@ -152,19 +156,29 @@ def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[da
 
 
 def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
-           config: PolicyConfig) -> Settlement:
-    """Decide every touch whose time has come; keep the rest; say when to wake next."""
-    planned = {t.key: _keep_postponement(t, pending.get(t.key)) for t in plan(state, config.send_hour)}
+           config: PolicyConfig, exact: bool = True) -> Settlement:
+    """Decide every touch whose time has come; keep the rest; say when to wake next.
+
+    A pending touch that the member's facts no longer call for (its order was
+    cancelled, a registration made it an offline member) is withdrawn without an
+    outcome: under the facts known when it would have been decided it was never
+    a touch, whatever order its events arrived in, and if its entry holds again it
+    is planned again. ``exact=False`` is the first release's behaviour, for members
+    whose run started before it changed: no grace period, withdrawals recorded.
+    """
+    grace = config.grace if exact else timedelta(0)
+    planned = {t.key: _keep_postponement(t, pending.get(t.key)) for t in plan(state, config.send_hour, grace)}
     finished: list[tuple[PlannedTouch, TouchRecord]] = []
     for key, touch in pending.items():
-        if key not in planned:  # the member was erased, or what entered it no longer holds (a cancelled order)
-            reason = "exit:member_erased" if state.erased_at else "withdrawn:entry_no_longer_holds"
-            finished.append((touch, _record(touch, Decision(Outcome.CANCELLED, reason), now)))
+        if key in planned or (exact and not state.erased_at):
+            continue
+        reason = "exit:member_erased" if state.erased_at else "withdrawn:entry_no_longer_holds"
+        finished.append((touch, _record(touch, Decision(Outcome.CANCELLED, reason), now)))
     sent = [t.decided_at for t in state.touches if t.outcome is Outcome.SENT and t.channel not in OPERATIONAL]
-    due = sorted((t for t in planned.values() if t.cancelled_reason or t.send_at <= now),
+    due = sorted((t for t in planned.values() if (t.cancelled_reason and not exact) or t.send_at <= now),
                  key=lambda t: (t.priority, t.due_at, t.key))
     for touch in due:
-        decision = decide(state, touch, now, sent, config)
+        decision = decide(state, touch, now, sent, config, tuple(r for _, r in finished) if exact else ())
         if decision.outcome is None:
             assert decision.postpone_to is not None
             planned[touch.key] = touch.model_copy(update={"send_at": decision.postpone_to})
@@ -180,7 +194,8 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
 
 
 def _keep_postponement(touch: PlannedTouch, before: PlannedTouch | None) -> PlannedTouch:
-    if before is not None and before.send_at > touch.send_at:
+    """Quiet hours and the cap postpone a send; nothing postpones a cancellation."""
+    if before is not None and before.send_at > touch.send_at and touch.cancelled_reason is None:
         return touch.model_copy(update={"send_at": before.send_at})
     return touch
 

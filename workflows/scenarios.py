@@ -21,7 +21,7 @@ from workflows import entries as entered
 from workflows.entries import Entry
 from workflows.events import Channel
 from workflows.lifecycle import MemberState, Stage
-from workflows.touches import PlannedTouch, touch_key
+from workflows.touches import PlannedTouch, TouchRecord, touch_key
 
 
 class Scenario(StrEnum):
@@ -53,15 +53,18 @@ class Timing:
     supply: Fraction = Fraction(0)
     at_once: bool = False
 
-    def due(self, entry: Entry, timezone: str, send_hour: int) -> datetime | None:
+    def due(self, entry: Entry, timezone: str, send_hour: int,
+            grace: timedelta = timedelta(0)) -> datetime | None:
+        """``at_once`` is the entry plus the grace period in which the rest of its burst folds in."""
         start = entry.moments.get(self.anchor)
         if start is None:
             return None
         if self.at_once:
-            return start
+            return start + grace
+        zone = ZoneInfo(timezone)
         offset = self.days + int(self.supply * entry.supply_days)
-        day = start.astimezone(ZoneInfo(timezone)).date() + timedelta(days=offset)
-        return datetime.combine(day, time(send_hour), tzinfo=ZoneInfo(timezone))
+        day = start.astimezone(zone).date() + timedelta(days=offset)
+        return datetime.combine(day, time(send_hour), tzinfo=zone)
 
 
 AT_ONCE = Timing(at_once=True)
@@ -241,7 +244,7 @@ PRIORITY = {
 }
 
 
-def plan(state: MemberState, send_hour: int = 10) -> list[PlannedTouch]:
+def plan(state: MemberState, send_hour: int = 10, grace: timedelta = timedelta(0)) -> list[PlannedTouch]:
     """Every touch the scenarios call for that has no outcome yet, earliest first.
 
     A touch whose scenario exited before it was due comes back with
@@ -257,15 +260,42 @@ def plan(state: MemberState, send_hour: int = 10) -> list[PlannedTouch]:
             for step in template.steps:
                 if step.audience is not None and (step.audience == "offline") != offline:
                     continue
-                due = step.timing.due(entry, state.profile.timezone, send_hour)
+                due = step.timing.due(entry, state.profile.timezone, send_hour, grace)
                 key = touch_key(state.member_id, template.scenario, step.name, entry.occurrence)
                 if due is None or key in done:
                     continue
                 cancelled = entry.exit.reason if entry.exit and entry.exit.at <= due else None
+                # A cancellation is decided once its exit's burst has folded in too.
+                send_at = min(due, entry.exit.at + grace) if cancelled and entry.exit else due
                 planned.append(PlannedTouch(
                     key=key, scenario=template.scenario.value, step=step.name,
-                    occurrence=entry.occurrence, due_at=due, send_at=due, channel=step.channel,
+                    occurrence=entry.occurrence, due_at=due, send_at=send_at, channel=step.channel,
                     upsell=step.upsell, context=entry.context, cancelled_reason=cancelled,
                     priority=PRIORITY[template.scenario],
                 ))
     return sorted(planned, key=lambda t: (t.due_at, t.priority, t.key))
+
+
+# The touch ledger keeps every outcome of an entry that can still be derived (so no
+# step is ever decided twice) and, beyond those, the outcomes of the last RECENT days:
+# an entry that stops being derived (its order cancelled) may come back within them.
+RECENT = timedelta(days=180)
+MAX_LEDGER = 400  # a safety bound far above what the rules above keep
+
+
+def entered_occurrences(state: MemberState) -> set[tuple[str, str]]:
+    """(scenario, occurrence) of every entry the member's facts still derive."""
+    return {(t.scenario.value, e.occurrence) for t in TEMPLATES for e in t.entries(state)}
+
+
+def record(state: MemberState, records: list[TouchRecord]) -> MemberState:
+    """Add touch outcomes to the ledger and let go of those no rule can ask about again."""
+    if not records:
+        return state
+    live = entered_occurrences(state)
+    now = state.as_of or max(r.decided_at for r in records)
+    kept = tuple(
+        r for r in (*state.touches, *records)
+        if (r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT
+    )
+    return state.model_copy(update={"touches": kept[-MAX_LEDGER:]})

@@ -148,12 +148,13 @@ def test_the_cap_honours_priority_when_touches_compete():
     state = record_touches(state, week)
 
     state = apply(state, event("churn_signal", M, T0, signal="cancel_page_viewed"))
-    state, pending, at_signal = settle_at(state, pending, T0)
+    grace = NO_HOLDOUT.grace  # "at once" is after the grace period in which a burst folds in
+    state, pending, at_signal = settle_at(state, pending, T0 + grace)
     assert [(r.scenario, r.step, r.outcome) for r in at_signal] == [("S12", "call_center_task", Outcome.SENT)]
 
     next_morning = jst(2026, 4, 2, 10)
     state = apply(state, order(M, next_morning, "o3"))  # F3 without a cross line: S09 at once
-    state, pending, competing = settle_at(state, pending, next_morning)
+    state, pending, competing = settle_at(state, pending, next_morning + grace)
     decided = {(r.scenario, r.step): r for r in competing}
     assert decided[("S12", "follow_up_faq")].outcome is Outcome.SENT  # S12 outranks S09 for the last slot
     assert ("S09", "cross_offer") not in decided

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
+from workflows.policy import PolicyConfig
 from tests.factories import days, event, order, registered, sample, shipped
 from tests.workflows.helpers import (
     at_local,
@@ -22,6 +23,9 @@ from tests.workflows.helpers import (
     touches_in_db,
     touches_of,
 )
+
+# "At once" is after the grace period in which the rest of a burst folds in (SPEC §4).
+GRACE = PolicyConfig().grace
 
 CROSS_LINE = {"sku": "NYUSAN-30", "role": "cross", "quantity": 1, "days_supply": 30, "unit_price": 2980}
 
@@ -52,8 +56,8 @@ async def test_s01_sample_to_main(env, pool, task_queue):
         await env.sleep(days(3))
         s01 = await touches_of(handle, "S01")
         assert summary(s01) == {
-            "welcome_offer": ("sent", at_local(t0)),
-            "sample_insert": ("sent", at_local(t0)),
+            "welcome_offer": ("sent", at_local(t0 + GRACE)),
+            "sample_insert": ("sent", at_local(t0 + GRACE)),
             "run_out_offer": ("sent", ten(t0, 6)),
             "last_call": ("cancelled", ten(t0, 8)),
         }
@@ -70,7 +74,7 @@ async def test_s02_trial_to_main(env, pool, task_queue):
         await send(env.client, task_queue, order(m, t0 + days(29), "o1"))
         await env.sleep(days(3))
         assert summary(await touches_of(handle, "S02")) == {
-            "welcome": ("sent", at_local(t0)),
+            "welcome": ("sent", at_local(t0 + GRACE)),
             "bulk_offer": ("sent", ten(t0, 27)),  # run-out (day 30) − 3
             "last_call": ("cancelled", ten(t0, 30)),
         }
@@ -88,7 +92,7 @@ async def test_s03_f1_to_f2(env, pool, task_queue):
         await env.sleep(days(1))
         s03 = await touches_of(handle, "S03")
         assert summary(s03) == {
-            "thanks_insert": ("sent", at_local(t0)),
+            "thanks_insert": ("sent", at_local(t0 + GRACE)),
             "testimonial": ("sent", ten(t0, 17)),  # anchor + half the supply
             "survey": ("cancelled", ten(t0, 27)),  # run-out − 5, cancelled by the 2nd purchase
         }
@@ -225,7 +229,7 @@ async def test_s09_cross_sell_right_after_the_third_purchase_not_again_within_90
         await env.sleep(days(1))
         s09 = [t for t in await _timeline(handle) if t.scenario == "S09"]
         assert [(t.occurrence, t.outcome.value, at_local(t.due_at)) for t in s09] == [
-            ("o3", "sent", at_local(t0 + timedelta(hours=1)))]
+            ("o3", "sent", at_local(t0 + timedelta(hours=1) + GRACE))]
 
 
 async def test_s10_cross_sell_revival_when_the_cross_product_stops(env, pool, task_queue):
@@ -236,7 +240,7 @@ async def test_s10_cross_sell_revival_when_the_cross_product_stops(env, pool, ta
         await env.sleep(days(35))
         await send(env.client, task_queue, order(m, t0 + days(35), "o2"))  # main only: the cross product stopped
         await env.sleep(days(1))
-        assert summary(await touches_of(handle, "S10")) == {"cross_follow_up": ("sent", at_local(t0 + days(35)))}
+        assert summary(await touches_of(handle, "S10")) == {"cross_follow_up": ("sent", at_local(t0 + days(35) + GRACE))}
 
 
 async def test_s11_reactivation_on_day_90_and_120_and_its_exit(env, pool, task_queue):
@@ -269,7 +273,7 @@ async def test_s12_churn_prevention_call_centre_at_once_follow_up_next_day(env, 
         await env.sleep(days(30))
         s12 = [t for t in await _timeline(handle) if t.scenario == "S12"]
         assert [(t.step, t.outcome.value, at_local(t.due_at), t.channel) for t in s12] == [
-            ("call_center_task", "sent", at_local(t0 + timedelta(hours=2)), "call_center"),
+            ("call_center_task", "sent", at_local(t0 + timedelta(hours=2) + GRACE), "call_center"),
             ("follow_up_faq", "sent", ten(t0, 1), "line"),
         ]
         rows = [r for r in await touches_in_db(pool, m) if r["scenario"] == "S12"]
@@ -287,7 +291,7 @@ async def test_quiet_hours_hold_a_23h_line_touch_until_9h(env, pool, task_queue)
         s01 = await touches_of(handle, "S01")
         assert (s01["welcome_offer"].channel, at_local(s01["welcome_offer"].decided_at)) == (
             "line", f"{date.fromisoformat(str(noon.date())) + timedelta(days=1)} 09:00")
-        assert at_local(s01["sample_insert"].decided_at) == at_local(late)  # inserts know no quiet hours
+        assert at_local(s01["sample_insert"].decided_at) == at_local(late + GRACE)  # inserts know no quiet hours
 
 
 async def _timeline(handle):
