@@ -137,7 +137,9 @@ async def forward(client: Client, events: list[MemberEvent], task_queue: str) ->
 async def signal_with_start(client: Client, event: MemberEvent, task_queue: str) -> None:
     await client.start_workflow(
         MemberWorkflow.run,
-        MemberInput(member_id=event.member_id),
+        # A fresh run (a new member, or one whose run failed or was terminated) first
+        # reloads what PostgreSQL holds of the member, so it never restarts empty.
+        MemberInput(member_id=event.member_id, restore=True),
         id=workflow_id(event.member_id),
         task_queue=task_queue,
         start_signal="event",
