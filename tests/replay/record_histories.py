@@ -1,101 +1,505 @@
-"""Record member workflow histories for the replay tests.
+"""Record member workflow histories for the replay tests, and summarise recorded ones.
 
 Run after a change that is *meant* to keep running workflows compatible (behind
 ``workflow.patched``), to add histories of the new behaviour under a new tag; keep
 the old tags — they are the members already running. Never re-record a tag to make
 a failing replay pass:
 
-    .venv/bin/python -m tests.replay.record_histories v2-event-log
+    .venv/bin/python -m tests.replay.record_histories v4-ledger            # into tests/replay/histories/
+    .venv/bin/python -m tests.replay.record_histories v4-ledger --out /tmp/h  # try it out elsewhere first
+    .venv/bin/python -m tests.replay.record_histories --check              # every recorded tag
+    .venv/bin/python -m tests.replay.record_histories --check /tmp/h/v4-ledger
+
+Every journey takes its own start from the test server's clock when it begins (the
+next local noon, or the evening for the quiet-hours journey), and its events are
+sent at their offsets from that start, so its touches are decided on time instead
+of days late (``expired``). After recording, and with ``--check``, each history is
+summarised: timers started, activities failed, continue-as-new, and the outcome of
+every touch it decided, so a reviewer sees that no journey is mostly ``expired``.
+
+A journey whose member continues-as-new is written as one file per run:
+``NAME.json`` (the first run, which ends in continue-as-new), ``NAME.run2.json``, …
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import shutil
 import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, time as clock, timedelta
 from pathlib import Path
+from typing import Awaitable, Callable, Union
 
+import asyncpg
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities import db
 from tests.conftest import binary
-from tests.factories import JST, days, event, order, registered, sample, shipped
+from tests.factories import JST, days, event, order, registered, sample, shipped, subscription
 from tests.workflows.helpers import running_worker, send
 from worker.client import register_search_attributes
 from worker.devstack import start_embedded_postgres
+from workflows.events import MemberEvent
+from workflows.member import workflow_id
+from workflows.policy import PolicyConfig, in_holdout
 
 HISTORIES = Path(__file__).parent / "histories"
+TASK_QUEUE = "replay"
+
+# --- knobs (recorder only) ------------------------------------------------------------------
+# The loyal buyer orders every LOYAL_EVERY_DAYS for LOYAL_YEARS: the long-lived member of the
+# "new ledger" (F ≥ 40, S08 and S09 firing, orders archived out of the carried state).
+LOYAL_YEARS = 5
+LOYAL_EVERY_DAYS = 30
+# The member workflow continues-as-new when the server suggests it, and nothing else forces
+# it. The time-skipping test server suggests it once a run's history passes ~4,096 events
+# (observed: the first run ends at 4,100–4,110 events); the 5-year loyal buyer ends at
+# ~2,300 (41f006b) to ~3,100 (exact ledger) events. The 定期 subscriber below (monthly
+# deliveries, skips, interval changes, pauses) passes the limit in its 9th year on 41f006b
+# and its 7th on the exact ledger; it runs CONTINUE_AS_NEW_YEARS so that its second run,
+# started from the carried state, fires timers of its own. The recording fails if it does
+# not continue-as-new: raise the knob then.
+CONTINUE_AS_NEW_YEARS = 10
 
 
-def journeys(t0):
-    """name → (events at their offsets in days, days to run)."""
-    sub = {"subscription_id": "sub-1"}
-    return {
-        "sample_converts": ([
-            (0, registered("replay-sample", t0)),
-            (0, sample("replay-sample", t0, "s1", days_supply=7)),
-            (1, shipped("replay-sample", t0 + days(1), "s1")),
-            (6, order("replay-sample", t0 + days(6), "o1")),
-        ], 40),
-        "normal_buyer_goes_dormant": ([
-            (0, registered("replay-normal", t0)),
-            (0, order("replay-normal", t0, "o1")),
-            (2, shipped("replay-normal", t0 + days(2), "o1")),
-            (31, order("replay-normal", t0 + days(31), "o2")),
-        ], 150),
-        "subscriber_pauses": ([
-            (0, registered("replay-sub", t0)),
-            (0, order("replay-sub", t0, "o1", subscription_id="sub-1")),
-            (0, event("subscription_started", "replay-sub", t0, sku="KOSO-30", interval_days=30, **sub)),
-            (20, event("subscription_paused", "replay-sub", t0 + days(20), **sub)),
-        ], 90),
-        "churn_signal_then_erasure": ([
-            (0, registered("replay-churn", t0)),
-            (0, order("replay-churn", t0, "o1", subscription_id="sub-1")),
-            (0, event("subscription_started", "replay-churn", t0, sku="KOSO-30", interval_days=30, **sub)),
-            (10, event("churn_signal", "replay-churn", t0 + days(10), signal="cancel_page_viewed")),
-            (12, event("subscription_interval_changed", "replay-churn", t0 + days(12), interval_days=60, **sub)),
-            (20, event("member_erased", "replay-churn", t0 + days(20))),
-        ], 25),
-    }
+# --- journeys ------------------------------------------------------------------------------------
 
 
-async def record(tag: str) -> None:
-    folder = HISTORIES / tag
+@dataclass(frozen=True)
+class OutOfBand:
+    """Something that happens outside the order systems, e.g. the shop's contact data changes."""
+
+    what: str
+    run: Callable[[asyncpg.Pool, str], Awaitable[None]]
+
+
+Step = Union[MemberEvent, OutOfBand]
+
+
+@dataclass(frozen=True)
+class Journey:
+    name: str
+    about: str
+    # (offset in days from the journey's start, event or out-of-band step), built from (member, t0).
+    steps: Callable[[str, datetime], list[tuple[float, Step]]]
+    run_days: float  # how long the clock runs from the journey's start before its history is fetched
+    start: clock = clock(12)  # local time of day the journey starts (Tokyo)
+    # The member id is chosen outside the holdout of these scenarios, so their touches are decided.
+    not_held_out: tuple[str, ...] = ()
+    continues_as_new: bool = False  # the recording fails if the member does not
+    member: str = field(init=False, default="")
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "member", member_outside_holdout(self.name, self.not_held_out))
+
+
+def member_outside_holdout(name: str, scenarios: tuple[str, ...]) -> str:
+    """A stable member id for the journey (the same on every recording), outside those holdouts."""
+    base = "replay-" + name.replace("_", "-")
+    for n in range(1000):
+        member = base if n == 0 else f"{base}-{n}"
+        if not any(in_holdout(member, s, PolicyConfig()) for s in scenarios):
+            return member
+    raise AssertionError(f"no member id for {name} outside the holdout of {scenarios}")
+
+
+CROSS_LINE = {"sku": "NYUSAN-30", "role": "cross", "quantity": 1, "days_supply": 30, "unit_price": 2980}
+
+
+def sample_converts(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    return [
+        (0, registered(m, t0)),
+        (0, sample(m, t0, "s1", days_supply=7)),
+        (1, shipped(m, t0 + days(1), "s1")),  # run-out day 8: run-out offer day 6
+        (7.5, order(m, t0 + days(7.5), "o1")),  # the day before the last call
+        (9, shipped(m, t0 + days(9), "o1")),
+    ]
+
+
+def normal_buyer_goes_dormant(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    return [
+        (0, registered(m, t0)),
+        (0, order(m, t0, "o1")),
+        (2, shipped(m, t0 + days(2), "o1")),
+        (31, order(m, t0 + days(31), "o2")),
+        (33, shipped(m, t0 + days(33), "o2")),
+    ]  # dormant on day 121: S11 on day 121 and 151
+
+
+def subscriber_pauses(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    return [
+        (0, registered(m, t0)),
+        (0, order(m, t0, "o1", subscription_id="sub-1")),
+        (0, subscription("subscription_started", m, t0, sku="KOSO-30", interval_days=30)),
+        (2, shipped(m, t0 + days(2), "o1")),
+        (20, subscription("subscription_paused", m, t0 + days(20))),
+    ]  # S07 on day 80 of the journey (day 60 of the pause)
+
+
+def churn_signal_then_erasure(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    return [
+        (0, registered(m, t0)),
+        (0, order(m, t0, "o1", subscription_id="sub-1")),
+        (0, subscription("subscription_started", m, t0, sku="KOSO-30", interval_days=30)),
+        (10, event("churn_signal", m, t0 + days(10), signal="cancel_page_viewed")),
+        (12, subscription("subscription_interval_changed", m, t0 + days(12), interval_days=60)),
+        (20, event("member_erased", m, t0 + days(20))),
+    ]
+
+
+def erased_with_touches_pending(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """Erased after its first purchase: S03's testimonial and survey and S06's upsell are still pending."""
+    return [
+        (0, registered(m, t0)),
+        (0, order(m, t0, "o1")),
+        (2, shipped(m, t0 + days(2), "o1")),
+        (5, event("member_erased", m, t0 + days(5))),
+    ]
+
+
+async def _lose_line_address(pool: asyncpg.Pool, member: str) -> None:
+    await pool.execute("UPDATE member_contacts SET line_user_id = NULL WHERE member_id = $1", member)
+
+
+def delivery_fails_for_good(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """The member's LINE id disappears from the contact data behind the workflow's back (the
+    workflow still routes to LINE): the delivery activity cannot render the message and fails
+    non-retryably (NoRecipient); the workflow records ``suppressed: delivery_failed:NoRecipient``."""
+    return [
+        (0, registered(m, t0)),
+        (0, order(m, t0, "o1")),
+        (2, shipped(m, t0 + days(2), "o1")),
+        (3, OutOfBand("LINE id removed from member_contacts", _lose_line_address)),
+    ]  # S03 testimonial (day 17), survey (day 27) and S06 upsell (day 28) fail
+
+
+def quiet_hours_and_frequency_cap(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """A LINE member whose events come in the evening (t0 is 21:40 Tokyo).
+
+    The S01 welcome waits for 09:00; a churn signal the next evening adds S12's follow-up,
+    so the sample's run-out offer and last call compete with it in one week: the last call
+    is the 4th marketing touch in 7 days and waits for the cap to free a slot.
+    """
+    return [
+        (0, registered(m, t0)),
+        (0, sample(m, t0, "s1", days_supply=6)),  # welcome → day 1 09:00; run-out day 6
+        (1, event("churn_signal", m, t0 + days(1), signal="cancel_page_viewed")),  # call now, FAQ day 2 10:00
+        (4.2, event("churn_signal", m, t0 + days(4.2), signal="skip_requested")),  # within 30 days: no new S12
+        (12, order(m, t0 + days(12), "o1")),  # 21:40 again: S03's insert at once (no quiet hours for inserts)
+        (13, shipped(m, t0 + days(13), "o1")),
+    ]
+
+
+def loyal_monthly_buyer(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """The new ledger: an order every month for years (F ≥ 40), shipped two days later.
+
+    S08 every 180 days from F4, S09 every 90 days from F3 until the member buys the cross
+    product (in year 3), then S10 when it lapses; orders beyond the newest 24 are archived.
+    """
+    steps: list[tuple[float, Step]] = [(0, registered(m, t0))]
+    months = LOYAL_YEARS * 365 // LOYAL_EVERY_DAYS
+    for n in range(months):
+        at = n * LOYAL_EVERY_DAYS
+        extra = [CROSS_LINE] if n == 36 else []
+        steps.append((at, order(m, t0 + days(at), f"o{n + 1}", extra_lines=extra)))
+        steps.append((at + 2, shipped(m, t0 + days(at + 2), f"o{n + 1}")))
+    return steps
+
+
+def subscriber_for_years_continues_as_new(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """A 定期 member for CONTINUE_AS_NEW_YEARS years: a delivery every month, a skip request every
+    fifth month, the interval lengthened and shortened again each year, a two-month pause every
+    third year. Its history passes the server's limit and it continues-as-new with its state, its
+    planned touches and any unread events carried into the next run."""
+    steps: list[tuple[float, Step]] = [
+        (0, registered(m, t0)),
+        (0, subscription("subscription_started", m, t0, sku="KOSO-30", interval_days=30)),
+    ]
+    day, n = 0, 0
+    while day < CONTINUE_AS_NEW_YEARS * 365:
+        n += 1
+        at = t0 + days(day)
+        steps.append((day, order(m, at, f"o{n}", subscription_id="sub-1")))
+        steps.append((day + 2, shipped(m, at + days(2), f"o{n}")))
+        if n % 5 == 0:
+            steps.append((day + 20, event("churn_signal", m, at + days(20), signal="skip_requested")))
+        if n % 12 == 6:
+            steps.append((day + 10, subscription("subscription_interval_changed", m, at + days(10), interval_days=45)))
+        if n % 12 == 9:
+            steps.append((day + 10, subscription("subscription_interval_changed", m, at + days(10), interval_days=30)))
+        if n % 36 == 20:  # a pause of two months, then the deliveries go on
+            steps.append((day + 5, subscription("subscription_paused", m, at + days(5))))
+            steps.append((day + 65, subscription("subscription_resumed", m, at + days(65))))
+            day += 60
+        day += 30
+    return steps
+
+
+JOURNEYS: tuple[Journey, ...] = (
+    Journey("sample_converts", "S01 to its exit, S03 after the conversion", sample_converts, 40,
+            not_held_out=("S01", "S03")),
+    Journey("normal_buyer_goes_dormant", "S03, S04, S06 and S11 on day 90 and 120", normal_buyer_goes_dormant, 160,
+            not_held_out=("S03", "S04", "S06", "S11")),
+    Journey("subscriber_pauses", "S03 without upsell, S07 on day 60 of the pause", subscriber_pauses, 90,
+            not_held_out=("S03", "S07")),
+    Journey("churn_signal_then_erasure", "S12 twice within 30 days, then erasure", churn_signal_then_erasure, 25,
+            not_held_out=("S03", "S12")),
+    Journey("erased_with_touches_pending", "erasure cancels S03 and S06 touches still pending",
+            erased_with_touches_pending, 8, not_held_out=("S03", "S06")),
+    Journey("delivery_fails_for_good", "a send that fails non-retryably is recorded suppressed",
+            delivery_fails_for_good, 32, not_held_out=("S03", "S06")),
+    Journey("quiet_hours_and_frequency_cap", "LINE at 21:40 waits for 09:00; a 4th touch in 7 days waits",
+            quiet_hours_and_frequency_cap, 30, start=clock(21, 40), not_held_out=("S01", "S03", "S12")),
+    Journey("loyal_monthly_buyer", f"{LOYAL_YEARS} years of monthly orders: S08, S09, S10, archiving",
+            loyal_monthly_buyer, LOYAL_YEARS * 365 + 10, not_held_out=("S03", "S04", "S06", "S08", "S09", "S10")),
+    Journey("subscriber_for_years_continues_as_new", f"{CONTINUE_AS_NEW_YEARS} years of 定期: continue-as-new",
+            subscriber_for_years_continues_as_new, CONTINUE_AS_NEW_YEARS * 365 + 10,
+            not_held_out=("S03", "S07", "S08", "S09", "S12"), continues_as_new=True),
+)
+
+
+# --- recording ---------------------------------------------------------------------------------
+
+
+async def next_local(env: WorkflowEnvironment, at: clock) -> datetime:
+    """Let the test server's clock run to the next ``at`` in Tokyo; that moment is the journey's t0."""
+    now = (await env.get_current_time()).astimezone(JST)
+    start = datetime.combine(now.date(), at, tzinfo=JST)
+    if start <= now:
+        start += timedelta(days=1)
+    await env.sleep(start - now)
+    return start
+
+
+async def _carry_out(pool: asyncpg.Pool, client: Client, journey: Journey, step: Step) -> None:
+    if isinstance(step, OutOfBand):
+        await step.run(pool, journey.member)
+    else:
+        await send(client, TASK_QUEUE, step)
+
+
+async def run(env: WorkflowEnvironment, pool: asyncpg.Pool, journey: Journey) -> list[WorkflowHistory]:
+    t0 = await next_local(env, journey.start)
+    elapsed = 0.0
+    for offset, step in sorted(journey.steps(journey.member, t0), key=lambda s: s[0]):
+        if offset > elapsed:
+            await env.sleep(days(offset - elapsed))
+            elapsed = offset
+        await _carry_out(pool, env.client, journey, step)
+    await env.sleep(days(journey.run_days - elapsed))
+    return await histories_of(env.client, journey.member)
+
+
+async def histories_of(client: Client, member: str) -> list[WorkflowHistory]:
+    """Every run of the member's workflow, first to latest (more than one after continue-as-new)."""
+    latest = await client.get_workflow_handle(workflow_id(member)).fetch_history()
+    first_run = latest.events[0].workflow_execution_started_event_attributes.first_execution_run_id
+    runs, run_id = [], first_run
+    while run_id:
+        history = await client.get_workflow_handle(workflow_id(member), run_id=run_id).fetch_history()
+        runs.append(history)
+        last = history.events[-1]
+        run_id = (last.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
+                  if last.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW else "")
+    return runs
+
+
+def write_runs(folder: Path, name: str, runs: list[WorkflowHistory]) -> list[Path]:
+    paths = []
+    for n, history in enumerate(runs, start=1):
+        path = folder / (f"{name}.json" if n == 1 else f"{name}.run{n}.json")
+        path.write_text(history.to_json())
+        paths.append(path)
+    return paths
+
+
+async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) -> Path:
+    folder = out / tag
     if folder.exists():
         raise SystemExit(f"{folder} exists: histories of a released version are never re-recorded")
-    folder.mkdir(parents=True)
-    pgdata = Path(tempfile.mkdtemp()) / "pg"
-    pg = start_embedded_postgres(pgdata)
+    journeys = [j for j in JOURNEYS if only is None or j.name in only]
+    # Recorded elsewhere and moved into place when every journey is done: a failed recording
+    # leaves no half-filled tag behind.
+    staging = Path(tempfile.mkdtemp(prefix=f"histories-{tag}-"))
+    pg = start_embedded_postgres(Path(tempfile.mkdtemp()) / "pg")
     pool = await db.create_pool(pg.database_url)
     await db.migrate(pool)
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter, test_server_existing_path=binary("temporal-test-server"))
-    await register_search_attributes(env.client, env.client.namespace)
+    done = False
     try:
-        async with running_worker(env.client, pool, "replay"):
-            t0 = (await env.get_current_time()).astimezone(JST)
-            for name, (timed_events, run_days) in journeys(t0).items():
-                elapsed = 0.0
-                handle = None
-                for offset, member_event in timed_events:
-                    if offset > elapsed:
-                        await env.sleep(days(offset - elapsed))
-                        elapsed = offset
-                    handle = await send(env.client, "replay", member_event)
-                await env.sleep(days(run_days - elapsed))
-                history = await handle.fetch_history()
-                (folder / f"{name}.json").write_text(history.to_json())
-                print(f"recorded {name}: {len(history.events)} events")
+        await register_search_attributes(env.client, env.client.namespace)
+        async with running_worker(env.client, pool, TASK_QUEUE):
+            for journey in journeys:
+                started = time.monotonic()
+                runs = await run(env, pool, journey)
+                if journey.continues_as_new and len(runs) < 2:
+                    raise SystemExit(f"{journey.name} did not continue-as-new in {journey.run_days} days "
+                                     f"({len(runs[0].events)} history events): raise CONTINUE_AS_NEW_YEARS")
+                paths = write_runs(staging, journey.name, runs)
+                print(f"recorded {journey.name} — {journey.about} ({journey.member}): {len(paths)} run(s), "
+                      f"{sum(len(h.events) for h in runs)} events, {time.monotonic() - started:.1f} s", flush=True)
+        done = True
     finally:
         await env.shutdown()
         await pool.close()
         pg.stop()
+        if not done:
+            shutil.rmtree(staging, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staging, folder)
+    return folder
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+
+@dataclass
+class HistorySummary:
+    """What a recorded history exercises: its timers and the outcome of every touch it decided."""
+
+    path: Path
+    events: int = 0
+    timers_started: int = 0
+    timers_fired: int = 0
+    signals: int = 0
+    activities_failed: int = 0
+    continued_as_new: bool = False
+    started_with_state: bool = False  # a run after continue-as-new
+    outcomes: Counter = field(default_factory=Counter)
+    reasons: Counter = field(default_factory=Counter)  # of the touches not sent
+    postponed: int = 0  # sent ≥ 1 hour after it was due: quiet hours or the frequency cap
+    scenarios: Counter = field(default_factory=Counter)
+
+    @property
+    def touches(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def mostly_expired(self) -> bool:
+        return self.touches > 0 and self.outcomes["expired"] * 2 >= self.touches
+
+    @property
+    def suspicious(self) -> bool:
+        """A history that hardly exercises the workflow: touches decided late, or no timer at all."""
+        return self.mostly_expired or self.touches == 0 or self.timers_started == 0
+
+    def line(self) -> str:
+        outcomes = ", ".join(f"{o} {n}" for o, n in sorted(self.outcomes.items())) or "none"
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.reasons.items()))
+        flags = []
+        if self.touches == 0:
+            flags.append("NO TOUCH")
+        if self.timers_started == 0:
+            flags.append("NO TIMER STARTED")
+        if self.mostly_expired:
+            flags.append("MOSTLY EXPIRED")
+        runs = "".join(
+            note for note, on in ((", started from carried state", self.started_with_state),
+                                  (", ends in continue-as-new", self.continued_as_new)) if on)
+        return (
+            f"{self.path.parent.name}/{self.path.name}: {self.events} events{runs}, {self.signals} signals, "
+            f"timers {self.timers_started} started / {self.timers_fired} fired, "
+            f"activities failed {self.activities_failed}\n"
+            f"    touches {self.touches}: {outcomes}; sent ≥ 1 h after due (quiet hours, cap) {self.postponed}"
+            + (f"\n    not sent: {reasons}" if reasons else "")
+            + f"\n    scenarios: {' '.join(f'{s}×{n}' for s, n in sorted(self.scenarios.items()))}"
+            + (f"\n    !! {'; '.join(flags)}" if flags else "")
+        )
+
+
+def _decode(payloads) -> list:
+    return pydantic_data_converter.payload_converter.from_payloads(list(payloads))
+
+
+def summarize(path: Path) -> HistorySummary:
+    history = WorkflowHistory.from_json(f"member-{path.stem}", path.read_text())
+    summary = HistorySummary(path=path, events=len(history.events))
+    decided: dict[str, dict] = {}  # idempotency key → the last request for it (a failed send is followed by another)
+    for e in history.events:
+        kind = e.event_type
+        if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+            start = _decode(e.workflow_execution_started_event_attributes.input.payloads)
+            summary.started_with_state = bool(start and start[0].get("state"))
+        elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
+            summary.timers_started += 1
+        elif kind == EventType.EVENT_TYPE_TIMER_FIRED:
+            summary.timers_fired += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            summary.signals += 1
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_FAILED:
+            summary.activities_failed += 1
+        elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
+            summary.continued_as_new = True
+        elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            attributes = e.activity_task_scheduled_event_attributes
+            (request,) = _decode(attributes.input.payloads)
+            if attributes.activity_type.name == "deliver_touch":
+                decided[request["key"]] = request
+            elif attributes.activity_type.name == "record_outcomes":
+                decided.update({t["key"]: t for t in request.get("touches", ())})
+    for touch in decided.values():
+        summary.outcomes[touch["outcome"]] += 1
+        summary.scenarios[touch["scenario"]] += 1
+        if touch["outcome"] != "sent":
+            summary.reasons[touch["reason"].split(":")[0] if touch["outcome"] == "expired" else touch["reason"]] += 1
+        elif _late(touch) >= timedelta(hours=1):
+            summary.postponed += 1
+    return summary
+
+
+def _late(touch: dict) -> timedelta:
+    return datetime.fromisoformat(touch["decided_at"]) - datetime.fromisoformat(touch["due_at"])
+
+
+def check(*folders: Path) -> list[HistorySummary]:
+    """Print a summary of every history under the folders (a tag's folder, or the folder of tags)."""
+    paths = sorted(p for f in folders for p in ([f] if f.is_file() else f.rglob("*.json")))
+    summaries = [summarize(p) for p in paths]
+    for s in summaries:
+        print(s.line())
+    return summaries
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.replay.record_histories", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tag", nargs="?", help="record the journeys into OUT/TAG")
+    parser.add_argument("--out", type=Path, default=HISTORIES, help=f"folder of tags (default {HISTORIES})")
+    parser.add_argument("--only", action="append", metavar="JOURNEY", choices=[j.name for j in JOURNEYS],
+                        help="record only this journey (repeatable)")
+    parser.add_argument("--check", nargs="*", type=Path, metavar="FOLDER",
+                        help="summarise recorded histories (default: every tag in the histories folder)")
+    args = parser.parse_args(argv)
+    if args.check is not None:
+        summaries = check(*(args.check or [HISTORIES]))
+        raise SystemExit(1 if any(s.suspicious for s in summaries) else 0)
+    if not args.tag:
+        parser.error("a TAG to record, or --check")
+    _quiet_logs()
+    started = time.monotonic()
+    folder = asyncio.run(record(args.tag, args.out, set(args.only) if args.only else None))
+    print(f"recorded into {folder} in {time.monotonic() - started:.0f} s\n")
+    check(folder)
+
+
+def _quiet_logs() -> None:
+    """Warnings and errors only: a failed delivery is part of a journey, not news."""
+    import logging
+
+    import structlog
+
+    logging.basicConfig(level=logging.ERROR)
+    logging.getLogger("temporalio").setLevel(logging.CRITICAL)  # the journey's failed send, with traceback
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m tests.replay.record_histories TAG")
-    asyncio.run(record(sys.argv[1]))
+    main()
