@@ -63,3 +63,16 @@ def jst(year: int, month: int, day: int, hour: int = 12, minute: int = 0) -> dat
 
 def days(n: float) -> timedelta:
     return timedelta(days=n)
+
+
+def cancelled(member_id: str, at: datetime, order_id: str) -> MemberEvent:
+    return event("order_cancelled", member_id, at, order_id=order_id)
+
+
+def subscription(type: str, member_id: str, at: datetime, subscription_id: str = "sub-1", **fields) -> MemberEvent:
+    """A ``subscription_*`` event (started, paused, resumed, cancelled, interval_changed)."""
+    return event(type, member_id, at, subscription_id=subscription_id, **fields)
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
