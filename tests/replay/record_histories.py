@@ -328,7 +328,8 @@ async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) 
     # Recorded elsewhere and moved into place when every journey is done: a failed recording
     # leaves no half-filled tag behind.
     staging = Path(tempfile.mkdtemp(prefix=f"histories-{tag}-"))
-    pg = start_embedded_postgres(Path(tempfile.mkdtemp()) / "pg")
+    pgdata = Path(tempfile.mkdtemp(prefix="record-histories-pg-"))
+    pg = start_embedded_postgres(pgdata / "pg")
     pool = await db.create_pool(pg.database_url)
     await db.migrate(pool)
     env = await WorkflowEnvironment.start_time_skipping(
@@ -351,6 +352,7 @@ async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) 
         await env.shutdown()
         await pool.close()
         pg.stop()
+        shutil.rmtree(pgdata, ignore_errors=True)
         if not done:
             shutil.rmtree(staging, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
