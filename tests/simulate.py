@@ -1,7 +1,9 @@
 """A pure driver of the core, the way MemberWorkflow drives it: for fast property tests.
 
-It folds each event in at its ``occurred_at``, wakes when ``settle`` says, and
-records every finished touch — no Temporal, no I/O.
+It folds each event in when it *arrives* (by default at its ``occurred_at``), wakes
+when ``settle`` says, and records every finished touch — no Temporal, no I/O. With
+``carry_at``, it round-trips the state and the pending touches through JSON at those
+moments, as continue-as-new does.
 """
 
 from __future__ import annotations
@@ -10,32 +12,53 @@ from datetime import datetime, timedelta
 
 from workflows.events import MemberEvent
 from workflows.lifecycle import MemberState, advance_clock, apply, new_member
-from workflows.scenarios import record
+from workflows.messages import MemberInput
 from workflows.policy import PolicyConfig, settle
+from workflows.scenarios import record
 from workflows.touches import TouchRecord
+
+Arrival = tuple[datetime, MemberEvent]
 
 
 def simulate(events: list[MemberEvent], days: int, config: PolicyConfig = PolicyConfig(),
              ) -> tuple[MemberState, list[TouchRecord]]:
-    timeline = sorted(events, key=lambda e: e.occurred_at)
-    start = timeline[0].occurred_at
+    """Every event arrives at its ``occurred_at``."""
+    return simulate_arrivals([(e.occurred_at, e) for e in events], days, config)
+
+
+def simulate_arrivals(arrivals: list[Arrival], days: int, config: PolicyConfig = PolicyConfig(),
+                      carry_at: tuple[datetime, ...] = ()) -> tuple[MemberState, list[TouchRecord]]:
+    """Events arrive at the given moments, in the given order among equal moments."""
+    timeline = sorted(arrivals, key=lambda a: a[0])  # stable: same-moment arrivals keep their order
+    start = timeline[0][0]
     end = start + timedelta(days=days)
-    state, pending, records = new_member(timeline[0].member_id), {}, []
+    carries = sorted(carry_at)
+    state, pending, records = new_member(timeline[0][1].member_id), {}, []
     wake: datetime | None = start
     index = 0
     while True:
-        next_event = timeline[index].occurred_at if index < len(timeline) else None
-        now = min(m for m in (wake, next_event) if m is not None) if (wake or next_event) else None
+        next_event = timeline[index][0] if index < len(timeline) else None
+        now = min((m for m in (wake, next_event) if m is not None), default=None)
         if now is None or now > end:
             return state, records
-        while index < len(timeline) and timeline[index].occurred_at <= now:
-            state = apply(state, timeline[index])
+        while carries and carries[0] <= now:
+            carries.pop(0)
+            state, pending = _continue_as_new(state, pending)
+        while index < len(timeline) and timeline[index][0] <= now:
+            state = apply(state, timeline[index][1])
             index += 1
         state = advance_clock(state, now)
         settlement = settle(state, pending, now, config)
-        finished = [record for _, record in settlement.finished]
+        finished = [r for _, r in settlement.finished]
         records.extend(finished)
         state = record(state, finished)
         pending, wake = settlement.pending, settlement.wake_at
         if state.erased_at is not None:
             return state, records
+
+
+def _continue_as_new(state: MemberState, pending: dict) -> tuple[MemberState, dict]:
+    carried = MemberInput(member_id=state.member_id, state=state, planned=tuple(pending.values()))
+    back = MemberInput.model_validate_json(carried.model_dump_json())
+    assert back.state is not None
+    return back.state, {t.key: t for t in back.planned}

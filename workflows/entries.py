@@ -111,15 +111,19 @@ def _cross_purchases_at(state: MemberState) -> list[datetime]:
     return [o.placed_at for o in state.cross_purchases() if o.placed_at]
 
 
+def _bought_main_before(state: MemberState, moment: datetime) -> bool:
+    """F > 0 before ``moment``: folded purchases are all older than the kept ones."""
+    return state.archived.main_purchases > 0 or any(
+        m.placed_at is not None and m.placed_at < moment for m in state.main_purchases())
+
+
 # --- the twelve ------------------------------------------------------------------------
 
 
 def sample_to_main(state: MemberState) -> list[Entry]:
     """S01: the latest sample asked for while F = 0; any order exits."""
     sample = state.latest_sample()
-    if sample is None or sample.placed_at is None:
-        return []
-    if any(m.placed_at < sample.placed_at for m in state.main_purchases()):  # type: ignore[operator]
+    if sample is None or sample.placed_at is None or _bought_main_before(state, sample.placed_at):
         return []
     entry = Entry(
         occurrence=sample.order_id,
@@ -139,7 +143,7 @@ def trial_to_main(state: MemberState) -> list[Entry]:
         return []
     trial = trials[-1]
     assert trial.placed_at is not None
-    if any(m.placed_at < trial.placed_at for m in state.main_purchases()):  # type: ignore[operator]
+    if _bought_main_before(state, trial.placed_at):
         return []
     entry = Entry(
         occurrence=trial.order_id,
