@@ -12,7 +12,7 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The five benchmarks (bench/README.md); `make bench BENCH_ARGS=--quick` for the one-minute run.
+# The six benchmarks (bench/README.md); `make bench BENCH_ARGS=--quick` for the one-minute run.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 

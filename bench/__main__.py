@@ -1,10 +1,11 @@
-"""``python -m bench [--quick]``: the five benchmarks, each beside a baseline measured in the same run.
+"""``python -m bench [--quick]``: the six benchmarks, each beside a baseline measured in the same run.
 
 1. cost per member-year (Temporal Cloud actions vs the floor)   python -m bench.cost
 2. ingest throughput (events/s vs signal-with-start to a no-op) python -m bench.ingest
 3. worker memory per cached member                              python -m bench.memory
 4. replay of a member-year (vs a trivial workflow)              python -m bench.replay
 5. preview speed (vs a bare test server)                        python -m bench.preview
+6. carried state after 1, 5, 10 years (vs 1 year)               python -m bench.state_size
 
 One embedded PostgreSQL and one dev server serve them all. Memory runs last (it
 is the longest) within a time budget, so the whole run stays under ten minutes.
@@ -23,7 +24,7 @@ from importlib.metadata import version
 
 import psutil
 
-from bench import cost, ingest, memory, preview, replay
+from bench import cost, ingest, memory, preview, replay, state_size
 from bench.common import Stack, Target, arguments, cancel_on_sigterm, quiet_logging
 
 WHOLE_RUN = 570.0  # seconds: what is left of it is the memory benchmark's budget
@@ -62,6 +63,7 @@ async def main(quick: bool) -> int:
             targets.extend(result.targets())
             return result
 
+        await run("state", state_size.measure, state_size.report)
         costs = await run("cost", cost.measure, cost.report)
         loyal = costs.by_name("loyal_buyer").histories if costs else None
         await run("replay", replay.measure, replay.report, member_histories=loyal)

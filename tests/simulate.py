@@ -15,7 +15,7 @@ from workflows.lifecycle import MemberState, advance_clock, apply, new_member
 from workflows.messages import MemberInput
 from workflows.policy import PolicyConfig, settle
 from workflows.scenarios import record
-from workflows.touches import TouchRecord
+from workflows.touches import PlannedTouch, TouchRecord
 
 Arrival = tuple[datetime, MemberEvent]
 
@@ -29,6 +29,19 @@ def simulate(events: list[MemberEvent], days: int, config: PolicyConfig = Policy
 def simulate_arrivals(arrivals: list[Arrival], days: int, config: PolicyConfig = PolicyConfig(),
                       carry_at: tuple[datetime, ...] = ()) -> tuple[MemberState, list[TouchRecord]]:
     """Events arrive at the given moments, in the given order among equal moments."""
+    state, _, records = _drive(arrivals, days, config, carry_at)
+    return state, records
+
+
+def simulate_pending(arrivals: list[Arrival], days: int, config: PolicyConfig = PolicyConfig(),
+                     ) -> tuple[MemberState, dict[str, PlannedTouch]]:
+    """The state and the touches still planned at the end: what continue-as-new would carry."""
+    state, pending, _ = _drive(arrivals, days, config, ())
+    return state, pending
+
+
+def _drive(arrivals: list[Arrival], days: int, config: PolicyConfig, carry_at: tuple[datetime, ...],
+           ) -> tuple[MemberState, dict[str, PlannedTouch], list[TouchRecord]]:
     timeline = sorted(arrivals, key=lambda a: a[0])  # stable: same-moment arrivals keep their order
     start = timeline[0][0]
     end = start + timedelta(days=days)
@@ -40,7 +53,7 @@ def simulate_arrivals(arrivals: list[Arrival], days: int, config: PolicyConfig =
         next_event = timeline[index][0] if index < len(timeline) else None
         now = min((m for m in (wake, next_event) if m is not None), default=None)
         if now is None or now > end:
-            return state, records
+            return state, pending, records
         while carries and carries[0] <= now:
             carries.pop(0)
             state, pending = _continue_as_new(state, pending)
@@ -54,7 +67,7 @@ def simulate_arrivals(arrivals: list[Arrival], days: int, config: PolicyConfig =
         state = record(state, finished)
         pending, wake = settlement.pending, settlement.wake_at
         if state.erased_at is not None:
-            return state, records
+            return state, pending, records
 
 
 def _continue_as_new(state: MemberState, pending: dict) -> tuple[MemberState, dict]:

@@ -115,3 +115,12 @@ async def test_preview_times_the_cli_and_a_bare_server(stack):
     result = await preview.measure(stack, runs=1)
     assert result.preview > 0 and result.baseline > 0 and result.touches > 0
     assert "preview" in preview.report(result)
+
+
+def test_state_size_measures_each_persona_against_its_first_year():
+    from bench import state_size
+
+    result = state_size.measure_sync(quick=True)
+    assert {(p, y) for p, y, *_ in result.rows} == {(p, y) for p in ("monthly_buyer", "subscriber") for y in (1, 5)}
+    assert all(size > 1000 for _, _, size, _, _ in result.rows)
+    assert [t.benchmark for t in result.targets()] == ["state", "state"]
