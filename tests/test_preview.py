@@ -159,6 +159,8 @@ SHOWS = {
     "12_consent_withdrawn": [dict(scenario="S03", step="survey", outcome="suppressed", reason="no_channel")],
     "13_late_night_line": [dict(scenario="S01", step="welcome_offer", outcome="sent", channel="line")],
     "14_erasure_request": [dict(scenario="S01", outcome="cancelled", reason="exit:member_erased")],
+    "15_monthly_for_40_months": [dict(scenario="S08", step="loyalty_offer", outcome="sent"),
+                                 dict(scenario="S09", step="cross_offer", outcome="sent")],
 }
 
 
@@ -228,3 +230,14 @@ def test_the_shift_is_whole_days_on_the_member_wall_clock():
     days = days_to_shift(first, now, tokyo)
     assert shift(first, days, tokyo) >= now > shift(first, days - 1, tokyo)
     assert days_to_shift(now + timedelta(days=3, hours=1), now, tokyo) == -3
+
+
+def test_a_40_month_buyer_gets_s08_and_s09_in_its_third_year_and_nothing_expires(capsys):
+    touches = preview_json(capsys, str(EXAMPLES / "15_monthly_for_40_months.ndjson"), "--days", "1250")
+    assert not [t for t in touches if t["outcome"] == "expired"]
+    third_year = [t for t in touches if "2025-09-04" <= t["at"][:10] < "2026-09-04" and t["outcome"] == "sent"]
+    assert {"S08", "S09"} <= {t["scenario"] for t in third_year}
+    s08 = [datetime.fromisoformat(t["at"]) for t in touches if t["scenario"] == "S08" and t["outcome"] == "sent"]
+    assert len(s08) == 6 and all(b - a >= timedelta(days=180) for a, b in zip(s08, s08[1:]))
+    keys = [(t["scenario"], t["step"], t["due_at"]) for t in touches]
+    assert len(keys) == len(set(keys))  # one outcome per (scenario, step, day)
