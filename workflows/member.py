@@ -74,7 +74,7 @@ class MemberWorkflow:
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
         self._exact = False  # set at the start of ``run``: LEDGER_PATCH
-        self._refused: list[str] = []
+        self._refused: list[str] = list(input.refused_events)
 
     @workflow.signal
     def event(self, event: MemberEvent) -> None:
@@ -122,6 +122,7 @@ class MemberWorkflow:
                     member_id=self._member_id, policy=self._policy, state=self._state,
                     pending_events=tuple(self._inbox), planned=tuple(self._planned.values()),
                     projection=self._projection, restore=input.restore,
+                    refused_events=tuple(self._refused),
                 ))
             await self._sleep_until_next()
 

@@ -33,6 +33,7 @@ class MemberInput(_Message):
     # carried state first reloads the member's event log and decided touches from
     # PostgreSQL, so a member whose run failed or was terminated never restarts empty.
     restore: bool = False
+    refused_events: tuple[str, ...] = ()  # carried so an operator still sees them after continue-as-new
 
 
 class RestoreRequest(_Message):
