@@ -3,19 +3,20 @@
 Workflows never see an address: the ingress stores the contact here and tells
 the workflow only which channels can reach the member. A registration updates the
 contact partially: the fields it names change (null removes an address), the others
-keep their value.
+keep their value; per field the newest registration wins, whatever the delivery order.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 import asyncpg
 import structlog
 from temporalio import activity
 
-from workflows.events import Channel, Contact
+from workflows.events import Channel, Contact, MemberRegistered
 from workflows.messages import EraseRequest, EraseResult
 
 log = structlog.get_logger(__name__)
@@ -31,22 +32,50 @@ CHANNEL_OF_FIELD = {
 FIELDS = tuple(CHANNEL_OF_FIELD)
 
 # Profile updates are partial (SPEC §2): per member, a JSON object of the fields the
-# registrations named, a string to store or null to remove the address. A field that is
-# not a key keeps its stored value. The changes travel as one jsonb object keyed by
+# registrations named, each as [value, occurred_at, event_id]: a string to store or null
+# to remove the address, and the stamp of the registration that named it. A field that
+# is not a key keeps its stored value. The changes travel as one jsonb object keyed by
 # member, so the conflict branch can ask, per row, which fields were named: EXCLUDED
 # holds only the table's columns, and a JSON key lookup is a binary search.
+#
+# Last writer wins per field, on the workflow's stamp (workflows/facts.py Stamp): a change
+# applies only if its (occurred_at, event_id) is newer than the stamp of the registration
+# that last set the field, so any delivery order of the same registrations leaves the
+# same row, and a removal (which keeps its stamp) cannot be undone by an older
+# registration delivered again or late. A change without a stamp (``store_contacts``: an
+# operator's fix, a test) applies whatever the stamp and leaves the stamp as it is.
+
+
+def _named(f: str) -> str:
+    return f"($1::jsonb -> EXCLUDED.member_id) ? '{f}'"
+
+
+def _newer(f: str) -> str:
+    """A stamped change of ``f`` (so a named one) wins: no stamp stored yet, or an older one."""
+    return (f"EXCLUDED.{f}_at IS NOT NULL AND (c.{f}_at IS NULL"
+            f' OR (EXCLUDED.{f}_at, EXCLUDED.{f}_event COLLATE "C") > (c.{f}_at, c.{f}_event COLLATE "C"))')
+
+
+def _set(f: str) -> str:
+    unstamped = f"{_named(f)} AND EXCLUDED.{f}_at IS NULL"
+    return (f"{f} = CASE WHEN ({_newer(f)}) OR ({unstamped}) THEN EXCLUDED.{f} ELSE c.{f} END,\n"
+            f"    {f}_at = CASE WHEN {_newer(f)} THEN EXCLUDED.{f}_at ELSE c.{f}_at END,\n"
+            f"    {f}_event = CASE WHEN {_newer(f)} THEN EXCLUDED.{f}_event ELSE c.{f}_event END")
+
+
+_SEP = ",\n    "
+_COLUMNS = [column for f in FIELDS for column in (f, f"{f}_at", f"{f}_event")]
 _UPSERT = f"""
-INSERT INTO member_contacts AS c (member_id, {", ".join(FIELDS)})
-SELECT m.key, {", ".join(f"m.value->>'{f}'" for f in FIELDS)}
+INSERT INTO member_contacts AS c (member_id, {", ".join(_COLUMNS)})
+SELECT m.key, {", ".join(
+    f"m.value->'{f}'->>0, (m.value->'{f}'->>1)::timestamptz, m.value->'{f}'->>2" for f in FIELDS)}
 FROM jsonb_each($1::jsonb) AS m
 -- member_contacts cannot tell an erased member from one never registered (erasure
 -- deletes the row), so the event log does: the workflow logs member_erased before it
 -- erases. An erased member's address must not come back.
 WHERE NOT EXISTS (SELECT 1 FROM member_events e WHERE e.member_id = m.key AND e.type = 'member_erased')
 ON CONFLICT (member_id) DO UPDATE SET
-    {", ".join(
-        f"{f} = CASE WHEN ($1::jsonb -> EXCLUDED.member_id) ? '{f}' THEN EXCLUDED.{f} ELSE c.{f} END"
-        for f in FIELDS)},
+    {_SEP.join(_set(f) for f in FIELDS)},
     updated_at = now()
 RETURNING member_id, {", ".join(FIELDS)}
 """
@@ -79,19 +108,53 @@ def changes_of(contact: Contact | ContactChanges) -> dict[str, str | None]:
     return {name: value or None for name, value in changes.items()}
 
 
+async def store_registrations(
+    conn: asyncpg.Pool | asyncpg.Connection, registrations: Iterable[MemberRegistered]
+) -> dict[str, frozenset[Channel]]:
+    """Apply many registrations' contact changes in one statement, last writer wins per field.
+
+    Per member only the named fields change (None clears one), and each only if the
+    registration is newer — ``(occurred_at, event_id)`` — than the one that last set
+    that field, so the delivery order (a redelivery, a late older registration) does not
+    matter. Registrations without a contact are left out. Returns, per member with a
+    contact among them, the channels the stored contact reaches after the update,
+    whatever the registrations' age. A member whose ``member_erased`` is in the event
+    log is skipped (absent from the result): its personal data must not come back.
+    """
+    newest: dict[str, dict[str, tuple[tuple[datetime, str], str | None]]] = {}
+    for event in registrations:
+        if event.contact is None:
+            continue
+        stamp = (event.occurred_at, event.event_id)
+        fields = newest.setdefault(event.member_id, {})  # an empty contact still reports reachable
+        for name, value in changes_of(event.contact).items():
+            if name not in fields or stamp > fields[name][0]:
+                fields[name] = (stamp, value)
+    changes = {member: {name: [value, at.isoformat(), event_id] for name, ((at, event_id), value) in fields.items()}
+               for member, fields in newest.items()}
+    return await _store_changes(conn, changes)
+
+
 async def store_contacts(
     conn: asyncpg.Pool | asyncpg.Connection, contacts: Mapping[str, Contact | ContactChanges]
 ) -> dict[str, frozenset[Channel]]:
-    """Apply many members' partial contact updates in one statement.
+    """Apply many members' partial contact updates in one statement, without a stamp.
 
-    Per member only the named fields change (None clears one); the others keep their
-    value. Returns each stored member's reachable channels after the update. A member
-    whose ``member_erased`` is in the event log is skipped (absent from the result):
-    its personal data must not come back.
+    For a change that is not a registration (an operator's fix, a test): per member
+    only the named fields change (None clears one), whatever registration set them,
+    and their stamps stay as they are. Registrations go through ``store_registrations``.
+    Returns each stored member's reachable channels after the update; a member whose
+    ``member_erased`` is in the event log is skipped (absent from the result).
     """
-    if not contacts:
+    changes = {member: {name: [value, None, None] for name, value in changes_of(contact).items()}
+               for member, contact in contacts.items()}
+    return await _store_changes(conn, changes)
+
+
+async def _store_changes(conn: asyncpg.Pool | asyncpg.Connection,
+                         changes: dict[str, dict[str, list]]) -> dict[str, frozenset[Channel]]:
+    if not changes:
         return {}
-    changes = {member: changes_of(contact) for member, contact in contacts.items()}
     members = sorted(changes)
     if isinstance(conn, asyncpg.Pool):
         async with conn.acquire() as connection:
@@ -99,7 +162,7 @@ async def store_contacts(
     return await _store(conn, changes, members)
 
 
-async def _store(conn: asyncpg.Connection, changes: dict[str, dict[str, str | None]],
+async def _store(conn: asyncpg.Connection, changes: dict[str, dict[str, list]],
                  members: list[str]) -> dict[str, frozenset[Channel]]:
     async with conn.transaction():
         await conn.execute(_LOCK, members)

@@ -16,7 +16,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from activities.contacts import store_contacts
+from activities.contacts import store_registrations
 from workflows.events import InvalidEvent, MemberErased, MemberEvent, MemberRegistered, parse_event
 from workflows.member import MemberWorkflow, workflow_id
 from workflows.messages import MemberInput
@@ -74,24 +74,24 @@ def _is_single_object(text: str) -> bool:
 async def strip_contacts(conn: asyncpg.Pool | asyncpg.Connection, events: list[MemberEvent]) -> list[MemberEvent]:
     """Store the registrations' contact changes in PostgreSQL and take the contact off every event.
 
-    A registration updates the contact partially (SPEC §2): per member, the changes of
-    its registrations are merged in ``occurred_at`` order (the later wins, an explicit
-    None removes the address) and stored in one statement. A registration that carried
-    a contact gets ``reachable``, the channels the stored contact reaches after the
-    update; one without contact keeps ``reachable=None`` (unchanged). Nothing is stored
-    for an erased member, or one erased in this batch: its events are refused anyway,
-    and its personal data must not come back (those registrations keep ``None`` too).
+    A registration updates the contact partially (SPEC §2), last writer wins per field on
+    ``(occurred_at, event_id)``: a field changes only if the registration is newer than
+    the one that last set it (an explicit None removes the address, and an older
+    registration delivered again or late cannot bring it back), so the stored contact
+    is the same for any delivery order. All the batch's changes go in one statement. A
+    registration that carried a contact gets ``reachable``, the channels the stored
+    contact reaches after the update — also one older than a registration already
+    applied: the row it reports is the final one. One without contact keeps
+    ``reachable=None`` (unchanged). Nothing is stored for an erased member, or one
+    erased in this batch: its events are refused anyway, and its personal data must
+    not come back (those registrations keep ``None`` too).
     """
     if not any(isinstance(e, MemberRegistered) for e in events):
         return events
-    registrations = [e for e in events if isinstance(e, MemberRegistered) and e.contact is not None]
     erasing = {e.member_id for e in events if isinstance(e, MemberErased)}
-    changes: dict[str, dict[str, str | None]] = defaultdict(dict)
-    # Same occurred_at: event_id decides, so the result does not depend on delivery order.
-    for event in sorted(registrations, key=lambda e: (e.occurred_at, e.event_id)):
-        if event.member_id not in erasing:
-            changes[event.member_id].update(event.contact.changes())
-    reachable = await store_contacts(conn, changes)
+    reachable = await store_registrations(conn, [
+        e for e in events
+        if isinstance(e, MemberRegistered) and e.contact is not None and e.member_id not in erasing])
     # `reachable` is the ingress's word only: one an order system sent along is dropped.
     return [
         e.model_copy(update={

@@ -40,7 +40,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.contacts import reachable
+from activities.contacts import changes_of, reachable
 from activities.dry_run import DryRunChannels
 from starter.ingress import parse_lines
 from worker.client import quiet_runtime, register_search_attributes
@@ -136,21 +136,29 @@ def _line_numbers(text: str, count: int) -> list[int]:
 def strip_contacts(events: list[MemberEvent]) -> list[MemberEvent]:
     """Replace each registration's contact by the channels it makes reachable, as the ingress does.
 
-    Without a database: the contact fields known so far decide which channels can
-    reach the member at that registration. A registration updates them partially (a
-    field left out keeps its value, ``null`` or ``""`` removes the address); one
-    without contact keeps ``reachable`` unset, as the ingress does.
+    Without a database: the contact fields known as of each registration decide which
+    channels can reach the member — what the ingress reports when the registrations
+    arrive in time order. A registration updates them partially (a field left out keeps
+    its value, ``null`` or ``""`` removes the address), last writer wins per field on
+    ``(occurred_at, event_id)`` as in ``member_contacts``, so neither the file's order
+    (ties on ``occurred_at`` included) nor a registration listed twice changes the
+    result. One without contact keeps ``reachable`` unset, as the ingress does. The
+    events keep their order.
     """
+    with_contact = {(e.occurred_at, e.event_id): e for e in events
+                    if isinstance(e, MemberRegistered) and e.contact is not None}
     known: dict[str, str | None] = {}
-    stripped: list[MemberEvent] = []
-    for event in events:  # in time order
-        if isinstance(event, MemberRegistered):
-            if event.contact is not None:
-                known.update(event.contact.changes())
-            event = event.model_copy(update={
-                "contact": None, "reachable": reachable(known) if event.contact is not None else None})
-        stripped.append(event)
-    return stripped
+    reachable_as_of: dict[tuple, frozenset] = {}
+    for stamp in sorted(with_contact):  # oldest first: a plain update is last writer wins
+        known.update(changes_of(with_contact[stamp].contact))
+        reachable_as_of[stamp] = reachable(known)
+    return [
+        event.model_copy(update={
+            "contact": None,
+            "reachable": reachable_as_of[(event.occurred_at, event.event_id)] if event.contact is not None else None})
+        if isinstance(event, MemberRegistered) else event
+        for event in events
+    ]
 
 
 def member_timezone(events: list[MemberEvent]) -> str:

@@ -472,11 +472,6 @@ async def test_a_registration_three_minutes_after_a_sample_still_gets_the_welcom
     assert view.registered_at == t0  # registered at its first event, the sample request
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core bug: member_contacts is last-arrival-wins, not last-occurred-wins. A redelivered (or late) older "
-    "registration writes its line_user_id back over the newer explicit null (activities/contacts.py _UPSERT via "
-    "starter/ingress.py strip_contacts); the next address-only registration then carries reachable={line,...} "
-    "from that row with the newest stamp, and the workflow sends LINE to the removed LINE id."))
 async def test_a_redelivered_older_registration_does_not_bring_a_removed_line_id_back(env, pool, task_queue):
     """SPEC §2: delivery is at least once and not always in order; an explicit null removes the address."""
     m = member_not_held_out("S01")
