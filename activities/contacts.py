@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 
 import asyncpg
 import structlog
 from temporalio import activity
 
-from workflows.events import Channel, Contact, MemberRegistered
+from workflows.events import Channel, Contact, MemberRegistered, Reach
 from workflows.messages import EraseRequest, EraseResult
 
 log = structlog.get_logger(__name__)
@@ -77,7 +77,7 @@ WHERE NOT EXISTS (SELECT 1 FROM member_events e WHERE e.member_id = m.key AND e.
 ON CONFLICT (member_id) DO UPDATE SET
     {_SEP.join(_set(f) for f in FIELDS)},
     updated_at = now()
-RETURNING member_id, {", ".join(FIELDS)}
+RETURNING member_id, {", ".join(_COLUMNS)}
 """
 
 # Storing contacts and erasing them take the lock of the member's bucket, so a
@@ -99,6 +99,22 @@ def reachable(contact: asyncpg.Record | Mapping) -> frozenset[Channel]:
     return frozenset(channel for name, channel in CHANNEL_OF_FIELD.items() if contact.get(name))
 
 
+# A field written without a stamp (an operator's fix) ranks below every registration.
+_UNSTAMPED = (datetime(2000, 1, 1, tzinfo=timezone.utc), "")
+
+
+def reach(row: asyncpg.Record | Mapping) -> dict[Channel, Reach]:
+    """Per channel with a stored field or a removal: reachable or not, and the stamp of
+    the registration that last set the field (what the workflow folds, SPEC §2)."""
+    out = {}
+    for name, channel in CHANNEL_OF_FIELD.items():
+        if row.get(name) is None and row.get(f"{name}_at") is None:
+            continue
+        at, event_id = (row[f"{name}_at"], row[f"{name}_event"]) if row.get(f"{name}_at") else _UNSTAMPED
+        out[channel] = Reach(reachable=bool(row.get(name)), at=at, event_id=event_id)
+    return out
+
+
 def changes_of(contact: Contact | ContactChanges) -> dict[str, str | None]:
     """The fields an update names: a value to store, or None ("" too) to remove the address."""
     changes = contact.changes() if isinstance(contact, Contact) else dict(contact)
@@ -110,15 +126,15 @@ def changes_of(contact: Contact | ContactChanges) -> dict[str, str | None]:
 
 async def store_registrations(
     conn: asyncpg.Pool | asyncpg.Connection, registrations: Iterable[MemberRegistered]
-) -> dict[str, frozenset[Channel]]:
+) -> dict[str, dict[Channel, Reach]]:
     """Apply many registrations' contact changes in one statement, last writer wins per field.
 
     Per member only the named fields change (None clears one), and each only if the
     registration is newer — ``(occurred_at, event_id)`` — than the one that last set
     that field, so the delivery order (a redelivery, a late older registration) does not
     matter. Registrations without a contact are left out. Returns, per member with a
-    contact among them, the channels the stored contact reaches after the update,
-    whatever the registrations' age. A member whose ``member_erased`` is in the event
+    contact among them, what the stored contact reaches after the update (``reach``:
+    per channel, with the stamp of the field's last writer), whatever the registrations' age. A member whose ``member_erased`` is in the event
     log is skipped (absent from the result): its personal data must not come back.
     """
     newest: dict[str, dict[str, tuple[tuple[datetime, str], str | None]]] = {}
@@ -132,7 +148,7 @@ async def store_registrations(
                 fields[name] = (stamp, value)
     changes = {member: {name: [value, at.isoformat(), event_id] for name, ((at, event_id), value) in fields.items()}
                for member, fields in newest.items()}
-    return await _store_changes(conn, changes)
+    return {member: reach(row) for member, row in (await _store_changes(conn, changes)).items()}
 
 
 async def store_contacts(
@@ -148,11 +164,11 @@ async def store_contacts(
     """
     changes = {member: {name: [value, None, None] for name, value in changes_of(contact).items()}
                for member, contact in contacts.items()}
-    return await _store_changes(conn, changes)
+    return {member: reachable(row) for member, row in (await _store_changes(conn, changes)).items()}
 
 
 async def _store_changes(conn: asyncpg.Pool | asyncpg.Connection,
-                         changes: dict[str, dict[str, list]]) -> dict[str, frozenset[Channel]]:
+                         changes: dict[str, dict[str, list]]) -> dict[str, asyncpg.Record]:
     if not changes:
         return {}
     members = sorted(changes)
@@ -163,14 +179,14 @@ async def _store_changes(conn: asyncpg.Pool | asyncpg.Connection,
 
 
 async def _store(conn: asyncpg.Connection, changes: dict[str, dict[str, list]],
-                 members: list[str]) -> dict[str, frozenset[Channel]]:
+                 members: list[str]) -> dict[str, asyncpg.Record]:
     async with conn.transaction():
         await conn.execute(_LOCK, members)
         # After the lock, in a statement of its own: its snapshot sees any erasure logged so far.
         rows = await conn.fetch(_UPSERT, json.dumps(changes))
     if len(rows) < len(members):
         log.warning("contacts.skipped_erased", members=len(members) - len(rows))
-    return {row["member_id"]: reachable(row) for row in rows}
+    return {row["member_id"]: row for row in rows}
 
 
 async def reachable_channels(

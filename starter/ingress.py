@@ -89,16 +89,19 @@ async def strip_contacts(conn: asyncpg.Pool | asyncpg.Connection, events: list[M
     if not any(isinstance(e, MemberRegistered) for e in events):
         return events
     erasing = {e.member_id for e in events if isinstance(e, MemberErased)}
-    reachable = await store_registrations(conn, [
+    reached = await store_registrations(conn, [
         e for e in events
         if isinstance(e, MemberRegistered) and e.contact is not None and e.member_id not in erasing])
-    # `reachable` is the ingress's word only: one an order system sent along is dropped.
-    return [
-        e.model_copy(update={
-            "contact": None, "reachable": reachable.get(e.member_id) if e.contact is not None else None})
-        if isinstance(e, MemberRegistered) else e
-        for e in events
-    ]
+    # `reachable` and `reach` are the ingress's word only: what an order system sent along is dropped.
+    return [_stripped(e, reached.get(e.member_id) if e.contact is not None else None)
+            if isinstance(e, MemberRegistered) else e for e in events]
+
+
+def _stripped(event: MemberRegistered, reach: dict | None) -> MemberRegistered:
+    if reach is None:
+        return event.model_copy(update={"contact": None, "reachable": None, "reach": None})
+    reachable = frozenset(channel for channel, known in reach.items() if known.reachable)
+    return event.model_copy(update={"contact": None, "reachable": reachable, "reach": reach})
 
 
 @dataclass(frozen=True)

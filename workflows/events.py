@@ -113,6 +113,14 @@ class Contact(_Model):
         return {name: (getattr(self, name) or None) for name in self.model_fields_set}
 
 
+class Reach(_Model):
+    """Whether the stored contact reaches a channel, and the registration that last set its field."""
+
+    reachable: bool
+    at: AwareDatetime
+    event_id: Annotated[str, Field(max_length=128)]
+
+
 class MemberRegistered(_Event):
     """Creates the member or updates its profile, partially: what is left out stays as it is."""
 
@@ -123,6 +131,10 @@ class MemberRegistered(_Event):
     # Set by the ingress from the stored contact data: which channels can reach the member.
     # None: unchanged (the registration named no address).
     reachable: frozenset[Channel] | None = None
+    # Set by the ingress with ``reachable``: per channel, the stamp of the registration that
+    # last set its contact field, so the workflow folds reachability last-writer-wins per
+    # channel, as member_contacts does, and converges in any delivery order.
+    reach: dict[Channel, Reach] | None = None
     timezone: str | None = None  # None: unchanged (``Asia/Tokyo`` for a new member)
 
     @field_validator("timezone")

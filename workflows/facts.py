@@ -183,6 +183,9 @@ class Profile(_Fact):
     stamp: Stamp | None = None  # the newest registration that set every field (before partial updates)
     # Per field: the registration that last set it, so partial updates in any order agree.
     stamps: dict[str, Stamp] = {}
+    # Per channel: the registration that last set the contact field reaching it (the ingress's
+    # word, from member_contacts' own stamps); when known it decides, not the event's stamp.
+    reach_stamps: dict[Channel, Stamp] = {}
 
     def stamp_of(self, field: str) -> Stamp | None:
         return self.stamps.get(field, self.stamp)

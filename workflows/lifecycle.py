@@ -212,10 +212,13 @@ def _stamp(event: ev.MemberEvent) -> Stamp:
 def _member_registered(state: MemberState, event: ev.MemberRegistered) -> dict:
     """A partial update: each field it names wins if this registration is its newest setter."""
     stamp, profile = _stamp(event), state.profile
-    given = {"sales_channel": event.sales_channel, "timezone": event.timezone, "reachable": event.reachable}
+    if event.reach:
+        profile = _with_reach(profile, event.reach)
+    given = {"sales_channel": event.sales_channel, "timezone": event.timezone,
+             "reachable": None if event.reach else event.reachable}
     changes = {field: value for field, value in given.items()
                if value is not None and stamp.newer_than(profile.stamp_of(field))}
-    update: dict = {}
+    update: dict = {} if profile is state.profile else {"profile": profile}
     if changes:
         stamps = {f: s for f in given if (s := profile.stamp_of(f)) is not None}
         stamps |= {field: stamp for field in changes}
@@ -226,6 +229,17 @@ def _member_registered(state: MemberState, event: ev.MemberRegistered) -> dict:
         if stamp.newer_than(stamps.get(channel)):
             consent[channel], stamps[channel] = granted, stamp
     return update | {"consent": consent, "consent_stamps": stamps}
+
+
+def _with_reach(profile: Profile, reach: dict[Channel, ev.Reach]) -> Profile:
+    """Per channel, last writer wins on the stamp of the contact field that reaches it."""
+    reachable, stamps = set(profile.reachable), dict(profile.reach_stamps)
+    for channel, known in reach.items():
+        stamp = Stamp(at=known.at, event_id=known.event_id)
+        if stamp.newer_than(stamps.get(channel)):
+            stamps[channel] = stamp
+            (reachable.add if known.reachable else reachable.discard)(channel)
+    return profile.model_copy(update={"reachable": frozenset(reachable), "reach_stamps": stamps})
 
 
 def _consent_changed(state: MemberState, event: ev.ConsentChanged) -> dict:

@@ -228,7 +228,8 @@ async def test_any_delivery_order_one_by_one_gives_the_same_row_and_the_last_del
             (last,) = await ingest(pool, history[i])
         assert await stored(pool, m) == FINAL, order
         # Each registration reports the row after its update, older or not; the newest one
-        # reports the final row only if nothing older arrives after it (see the xfail below).
+        # reports the final row only if nothing older arrives after it; the workflow folds the
+        # per-channel stamps (`reach`), so it converges whatever arrives last (test below).
         assert last.reachable == {Channel.SMS, Channel.DM, Channel.LINE, Channel.PUSH}, order
         (again,) = await ingest(pool, history[order[0]])  # at least once: the first, once more
         assert again.reachable == last.reachable and await stored(pool, m) == FINAL, order
@@ -279,11 +280,6 @@ async def test_a_late_older_registration_adds_a_field_nobody_newer_set_and_repor
     assert late.reachable == {Channel.EMAIL}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workflows/lifecycle.py _member_registered folds `reachable` only from the newest registration (its own stamp), "
-    "so a late older registration that adds a field no newer one set is ignored by the workflow although the "
-    "ingress reports the final row on it: the workflow keeps reachable={} while member_contacts has the email. "
-    "See the contacts report: compare reachable on a stamp the ingress derives from the row, not on the event's."))
 async def test_the_workflow_converges_to_the_stored_contact_when_an_older_registration_is_late(pool, member_id):
     in_order, late_order = f"{member_id}-in-order", f"{member_id}-late"
 
