@@ -1,7 +1,8 @@
 """``goldenroute member restore``: which runs it starts again, and which it refuses.
 
 No worker serves the member workflow here: the tests look only at what is started,
-with which input, and what the operator is told.
+with which input, and what the operator is told. They use the dev server: a member
+left with an outstanding task would stop the time-skipping clock for the tests after it.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ async def logged_member(pool, member_id) -> str:
     return member_id
 
 
-async def test_a_terminated_member_is_started_again_with_restore(time_skipping_env, pool, logged_member, task_queue):
-    client = time_skipping_env.client
+async def test_a_terminated_member_is_started_again_with_restore(dev_server_env, pool, logged_member, task_queue):
+    client = dev_server_env.client
     first = await restore_member(client, pool, logged_member, task_queue)
     assert (first.outcome, first.logged.events, first.logged.touches) == (Restart.STARTED, 1, 0)
     handle = client.get_workflow_handle(workflow_id(logged_member))
@@ -62,9 +63,9 @@ async def test_a_terminated_member_is_started_again_with_restore(time_skipping_e
     await handle.terminate("test over")
 
 
-async def test_an_erased_member_is_never_started_again(time_skipping_env: WorkflowEnvironment, pool,
+async def test_an_erased_member_is_never_started_again(dev_server_env: WorkflowEnvironment, pool,
                                                        logged_member, task_queue):
-    client = time_skipping_env.client
+    client = dev_server_env.client
     async with Worker(client, task_queue=task_queue, workflows=[ErasedMember],
                       workflow_runner=UnsandboxedWorkflowRunner()):
         await client.execute_workflow(ErasedMember.run, id=workflow_id(logged_member), task_queue=task_queue,
@@ -73,19 +74,19 @@ async def test_an_erased_member_is_never_started_again(time_skipping_env: Workfl
     assert (refused.outcome, refused.refused) == (Restart.ERASED, True)
 
 
-async def test_a_member_with_nothing_logged_is_not_started(time_skipping_env, pool, member_id, task_queue):
-    refused = await restore_member(time_skipping_env.client, pool, member_id, task_queue)
+async def test_a_member_with_nothing_logged_is_not_started(dev_server_env, pool, member_id, task_queue):
+    refused = await restore_member(dev_server_env.client, pool, member_id, task_queue)
     assert (refused.outcome, refused.refused) == (Restart.NOTHING_LOGGED, True)
     with pytest.raises(RPCError):
-        await time_skipping_env.client.get_workflow_handle(workflow_id(member_id)).describe()
+        await dev_server_env.client.get_workflow_handle(workflow_id(member_id)).describe()
 
 
 def test_the_cli_prints_what_postgresql_holds_and_refuses_an_unknown_member(
-        time_skipping_env, database_url, capsys, monkeypatch, tmp_path):
+        dev_server_env, database_url, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("GOLDENROUTE_HOME", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", database_url)
-    monkeypatch.setenv("TEMPORAL_ADDRESS", time_skipping_env.client.service_client.config.target_host)
-    monkeypatch.setenv("TEMPORAL_NAMESPACE", time_skipping_env.client.namespace)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", dev_server_env.client.service_client.config.target_host)
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", dev_server_env.client.namespace)
     unknown = f"m-{uuid.uuid4().hex[:10]}"
 
     code = main(["member", "restore", unknown])
