@@ -199,7 +199,9 @@ async def _db(settings: Settings, args: argparse.Namespace) -> int:
         print(f"migrations applied: {', '.join(applied) or 'none pending'}")
         if args.action == "rebuild":
             result = await rebuild(pool)
-            print(f"rebuilt {result.members} members from {result.events} events")
+            print(f"rebuilt {result.members} members from {result.events} events"
+                  + (f"; skipped {result.skipped} logged events that no longer parse (see the log)"
+                     if result.skipped else ""))
     finally:
         await pool.close()
     return 0
