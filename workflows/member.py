@@ -52,6 +52,9 @@ BATCH_PATCH = "record-unsent-outcomes-together"
 # back, covered_by within one wake-up, the bounded ledger, refusal of foreign events,
 # restore from the event log and recording that retries until it succeeds.
 LEDGER_PATCH = "exact-ledger-and-grace"
+# The ingress writes the event log before it forwards an event (durable acceptance):
+# the workflow writes only the members snapshot.
+INGRESS_LOG_PATCH = "event-log-written-by-the-ingress"
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
@@ -74,6 +77,7 @@ class MemberWorkflow:
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
         self._exact = False  # set at the start of ``run``: LEDGER_PATCH
+        self._ingress_logs = False  # INGRESS_LOG_PATCH
         self._refused: list[str] = list(input.refused_events)
 
     @workflow.signal
@@ -106,6 +110,7 @@ class MemberWorkflow:
     @workflow.run
     async def run(self, input: MemberInput) -> MemberResult:
         self._exact = workflow.patched(LEDGER_PATCH)
+        self._ingress_logs = self._exact and workflow.patched(INGRESS_LOG_PATCH)
         if self._exact and input.restore and input.state is None:
             await self._restore()
         published = _current_search_attributes()
@@ -134,7 +139,8 @@ class MemberWorkflow:
                 self._refused = [*self._refused, f"{event.event_id}: {why}"][-MAX_REFUSED:]
                 continue
             state = lifecycle.apply(state, event)
-            self._projection.log(event)
+            if not self._ingress_logs:
+                self._projection.log(event)
         self._inbox.clear()
         self._state = state
 

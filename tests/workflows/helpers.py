@@ -11,7 +11,8 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from starter.ingress import signal_with_start, strip_contacts
+from starter.ingress.forwarder import Forwarder
+from starter.ingress.log import accept
 from worker.main import build_worker
 from worker.settings import Settings
 from workflows.events import MemberEvent
@@ -45,11 +46,12 @@ async def running_worker(client: Client, pool: asyncpg.Pool, task_queue: str) ->
 
 
 async def send(client: Client, task_queue: str, *events: MemberEvent) -> WorkflowHandle:
-    """Through the ingress: contacts stored in PostgreSQL, then one signal-with-start per event."""
-    events = tuple(await strip_contacts(_pool[-1], list(events)))
-    for event in events:
-        await signal_with_start(client, event, task_queue)
-        _started.add(workflow_id(event.member_id))
+    """Through the ingress: accepted into the event log (contacts stored in PostgreSQL), then
+    forwarded to the members' workflows, one signal-with-start per event, in order."""
+    pool = _pool[-1]
+    await accept(pool, list(enumerate(events, start=1)))
+    await Forwarder(pool, client, task_queue).forward_pending(sorted({e.member_id for e in events}))
+    _started.update(workflow_id(e.member_id) for e in events)
     return client.get_workflow_handle_for(MemberWorkflow.run, workflow_id(events[0].member_id))
 
 

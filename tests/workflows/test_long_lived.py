@@ -331,18 +331,13 @@ async def test_a_restored_member_keeps_the_upsell_coverage_of_its_sent_touches(e
         "suppressed", "covered_by:S03")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "core gap: restore reads only member_events, which a run writes (projection activity) after it folds an "
-    "event. An event the ingress signalled successfully (signal_with_start returned) to a run that had not "
-    "folded and projected it yet (no worker, a failing workflow task) is lost when that run is terminated: "
-    "the order system does not redeliver and the restored run never sees it (workflows/member.py _restore, "
-    "activities/restore.py load_events; starter/ingress.py logs nothing itself)."))
 async def test_an_event_accepted_by_a_run_that_is_then_terminated_is_not_lost(dev_server_env, pool, task_queue):
     """On the dev server: the time-skipping test server never unlocks its clock for a run
     terminated with a workflow task outstanding, which would hang the tests after this one."""
     from datetime import timezone
 
-    from starter.ingress import signal_with_start
+    from starter.ingress.forwarder import Forwarder
+    from starter.ingress.log import accept
     from worker.main import build_worker
     from worker.settings import Settings
 
@@ -359,11 +354,16 @@ async def test_an_event_accepted_by_a_run_that_is_then_terminated_is_not_lost(de
             await asyncio.sleep(0.1)
         return [r["event_id"] for r in rows]
 
+    async def through_the_ingress(member_event) -> None:
+        await accept(pool, [(1, member_event)])  # committed to the event log: the order system is answered
+        await Forwarder(pool, env.client, task_queue).forward_pending([m])
+
     async with build_worker(env.client, pool, Settings(task_queue=task_queue, max_cached_workflows=100)):
-        await signal_with_start(env.client, order(m, t0, "o1"), task_queue)
-        assert len(await logged(1)) == 1  # folded and in the event log
-    # No worker serves the member now (a bad deploy, an outage); the ingress accepts the next order.
-    await signal_with_start(env.client, order(m, t0 + minutes(1), "o2"), task_queue)
+        await through_the_ingress(order(m, t0, "o1"))
+        assert len(await logged(1)) == 1
+    # No worker serves the member now (a bad deploy, an outage); the ingress accepts the next order,
+    # and the run that took its signal is terminated before it folded it.
+    await through_the_ingress(order(m, t0 + minutes(1), "o2"))
     await handle.terminate("stuck: the operator restarts it")
     async with running_worker(env.client, pool, task_queue):
         await send(env.client, task_queue, order(m, t0 + minutes(2), "o3"))

@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
@@ -137,7 +138,8 @@ async def forward(client: Client, events: list[MemberEvent], task_queue: str) ->
     return Forwarded(signalled=signalled, members=len(by_member), refused=refused)
 
 
-async def signal_with_start(client: Client, event: MemberEvent, task_queue: str) -> None:
+async def signal_with_start(client: Client, event: MemberEvent, task_queue: str,
+                            rpc_timeout: timedelta | None = None) -> None:
     await client.start_workflow(
         MemberWorkflow.run,
         # A fresh run (a new member, or one whose run failed or was terminated) first
@@ -150,4 +152,5 @@ async def signal_with_start(client: Client, event: MemberEvent, task_queue: str)
         # An erased member's workflow completed: never start it again. A failed or
         # terminated one may be started afresh.
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        rpc_timeout=rpc_timeout,
     )
