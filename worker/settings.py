@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 DEV_STACK_FILE = "dev-stack.json"
 
@@ -38,6 +38,32 @@ class Settings(BaseModel):
     # A bigger cache holds ~190 KiB per member and, near 10k, GC pauses past the SDK's 2 s deadlock
     # detector: scale out with more workers rather than up.
     max_cached_workflows: int = Field(2_000, ge=0, description="MAX_CACHED_WORKFLOWS")
+    # The HTTP ingress (`goldenroute serve`, and `goldenroute dev` on 127.0.0.1).
+    ingress_host: str = Field("0.0.0.0", description="INGRESS_HOST (goldenroute serve)")
+    ingress_port: int = Field(8080, ge=0, le=65535, description="INGRESS_PORT")
+    # Per order system: the secret its requests are signed with. Never logged: a SecretStr
+    # shows as '**********' in every repr.
+    ingress_secrets: dict[str, SecretStr] = Field({}, description="GOLDENROUTE_INGRESS_SECRETS (source=secret,…)")
+    ingress_max_body_bytes: int = Field(1 << 20, ge=1, description="INGRESS_MAX_BODY_BYTES")
+    ingress_max_batch: int = Field(1_000, ge=1, description="INGRESS_MAX_BATCH (events per request)")
+    ingress_replay_window: int = Field(300, ge=1, description="INGRESS_REPLAY_WINDOW (seconds)")
+
+    @field_validator("ingress_secrets", mode="before")
+    @classmethod
+    def _source_secrets(cls, value: object) -> object:
+        """``source1=secret1,source2=secret2`` from the environment; a mapping as it is."""
+        if not isinstance(value, str):
+            return value
+        secrets: dict[str, str] = {}
+        for number, pair in enumerate((p.strip() for p in value.split(",") if p.strip()), start=1):
+            source, _, secret = pair.partition("=")
+            # The message names the pair's position, never its text: that would print the secret.
+            if not source.strip() or not secret.strip():
+                raise ValueError(f"pair {number} is not source=secret")
+            if source.strip() in secrets:
+                raise ValueError(f"pair {number} repeats a source")
+            secrets[source.strip()] = secret.strip()
+        return secrets
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
