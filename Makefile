@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: dev test install bench clean
+.PHONY: dev test install bench faults clean
 
 dev: $(STAMP)
 	$(BIN)/goldenroute dev
@@ -15,6 +15,10 @@ test: $(STAMP)
 # The six benchmarks (bench/README.md); `make bench BENCH_ARGS=--quick` for the one-minute run.
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Fault runs that print their counts: Temporal down for a minute during a stream of 1,000 members.
+faults: $(STAMP)
+	$(BIN)/python -m bench.faults $(FAULT_ARGS)
 
 install: $(STAMP)
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import asyncpg
 import structlog
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -31,6 +32,7 @@ log = structlog.get_logger(__name__)
 CONCURRENCY = 32
 BATCH_MEMBERS = 1000
 RPC_TIMEOUT = timedelta(seconds=10)
+HEALTH_TIMEOUT = timedelta(seconds=2)
 _LOCK_CLASS = 0x601D_F0
 
 _PENDING_MEMBERS = """
@@ -98,7 +100,11 @@ class Forwarder:
         else:
             members = [r["member_id"] for r in await self._pool.fetch(_PENDING_OF, list(member_ids))]
         result = ForwardResult(members=len(members))
-        gate = asyncio.Semaphore(CONCURRENCY)
+        if members and not await self._temporal_serves():
+            result.waiting = len(members)  # nothing is held: the accepting side keeps its connections
+            return result
+        # Each member holds a connection while it is forwarded: leave half the pool to accepting.
+        gate = asyncio.Semaphore(max(1, min(CONCURRENCY, self._pool.get_max_size() // 2)))
 
         async def one(member_id: str) -> None:
             async with gate:
@@ -108,6 +114,16 @@ class Forwarder:
         if result.forwarded or result.waiting:
             log.info("forward.round", forwarded=result.forwarded, members=result.members, waiting=result.waiting)
         return result
+
+    async def _temporal_serves(self) -> bool:
+        """A cheap check before a round, so an outage costs one warning, not one per member."""
+        try:
+            await self._client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), timeout=HEALTH_TIMEOUT)
+            return True
+        except RPCError as error:
+            log.warning("forward.temporal_unavailable", error=str(error))
+            return False
 
     async def _forward_member(self, member_id: str, result: ForwardResult) -> None:
         async with self._pool.acquire() as conn, conn.transaction():

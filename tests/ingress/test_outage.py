@@ -1,0 +1,18 @@
+"""The small version of ``make faults``: accepted events survive a Temporal outage and
+reach every member exactly once, in order, once it is back."""
+
+from __future__ import annotations
+
+from bench.common import Stack
+from bench.faults import measure, report
+
+
+async def test_temporal_down_during_a_stream_loses_nothing_and_forwards_each_event_once():
+    stack = Stack()
+    try:
+        result = await measure(stack, members=20, outage=3.0, log=lambda *_: None)
+    finally:
+        await stack.close()
+    assert result.outage_seconds >= 3.0 and result.waiting_rounds > 0, report(result)  # it really was down
+    assert (result.accepted, result.logged, result.forwarded) == (160, 160, 160), report(result)
+    assert result.unforwarded == 0 and result.caught_up == 20, report(result)
