@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("file", help="event file, or - for standard input")
     send.set_defaults(command=_send)
 
+    cart_import = commands.add_parser(
+        "import", help="import a cart's CSV order export (EC-CUBE 受注CSV, Shopify, or any cart with a column map)")
+    from starter.importer import add_arguments as add_import_arguments
+
+    add_import_arguments(cart_import)
+    cart_import.set_defaults(command=_import)
+
     state = commands.add_parser("state", help="show one member's lifecycle state and planned touches")
     state.add_argument("member_id")
     state.add_argument("--json", action="store_true", help="print the state as JSON")
@@ -184,6 +191,12 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(f"sent 0 events; rejected {len(parsed.rejected)} invalid lines")
     return 1 if parsed.rejected else 0
+
+
+async def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from starter.importer import run_import
+
+    return await run_import(settings, args)
 
 
 async def _db(settings: Settings, args: argparse.Namespace) -> int:
