@@ -83,6 +83,7 @@ class RowReader:
         self.sub_changed_at = at(s.changed_at, "subscription.changed_at") if s else None
         self.sub_interval = at(s.interval, "subscription.interval") if s else None
         self.orders: dict[str, OrderRows] = {}
+        self._times: dict[str, datetime] = {}  # an order's dates repeat on each of its rows
         self.rejects: list[Reject] = []
 
     def name(self, field_name: str) -> str:
@@ -136,8 +137,13 @@ class RowReader:
             text = self._cell(cells, found)
             if not text:
                 return None
+            if text in self._times:
+                return self._times[text]
+            if len(self._times) > 10_000:
+                self._times.clear()
             try:
-                return parse_time(text, self.tz)
+                when = self._times[text] = parse_time(text, self.tz)
+                return when
             except CellProblem as problem:
                 order.problems.append(Reject(number, found[1], str(problem)))
                 return None
