@@ -192,6 +192,20 @@ def test_a_quantity_beyond_the_contract_is_rejected_at_its_line() -> None:
     assert result.events == []
 
 
+def test_broken_quoting_is_rejected_at_its_row() -> None:
+    header = "注文番号,会員ID,受注日,商品コード,個数,明細区分(ID)\r\n"
+    good = "A{n},1,2026-04-01 10:00:00,KOSO-30,1,1\r\n"
+    stray = header + good.format(n=1) + 'A2,1,"2026-04-01"x,KOSO-30,1,1\r\n' + good.format(n=3)
+    result = read_export(stray.encode(), EC_CUBE, CATALOGUE, TOKYO)
+    assert [(r.row, r.column) for r in result.rejects] == [(3, "")]
+    assert [e.order_id for _, e in result.events] == ["A1", "A3"]
+    unclosed = header + good.format(n=1) + 'A2,1,"2026-04-01,KOSO-30,1,1\r\n' + good.format(n=3)
+    result = read_export(unclosed.encode(), EC_CUBE, CATALOGUE, TOKYO)
+    assert [(r.row, r.reason) for r in result.rejects] == [
+        (3, "a quoted cell is never closed: this row and all after it are unread")]
+    assert [e.order_id for _, e in result.events] == ["A1"]
+
+
 def test_a_missing_column_stops_the_file_before_any_row() -> None:
     text = "注文番号,会員ID,受注日,商品コード,明細区分(ID)\r\n1,1,2026-04-01,KOSO-30,1\r\n"
     with pytest.raises(MapError, match=r"no column 個数 \(quantity\)"):

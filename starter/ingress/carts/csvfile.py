@@ -77,7 +77,9 @@ def read_rows(text: str) -> tuple[list[str], Iterator[Row]]:
     """The header (names stripped) and the data rows; a row the csv module cannot parse
     comes back with its problem instead of failing the file."""
     csv.field_size_limit(FIELD_LIMIT)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote never closed is an error at its row, not the rest of the file
+    # silently folded into one cell.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -96,6 +98,8 @@ def _rows(reader) -> Iterator[Row]:
         except StopIteration:
             return
         except csv.Error as error:
-            yield Row(number, [], f"the row cannot be read as CSV: {error}")
+            why = ("a quoted cell is never closed: this row and all after it are unread"
+                   if "end of data" in str(error) else f"the row cannot be read as CSV: {error}")
+            yield Row(number, [], why)
             continue
         yield Row(number, cells)
