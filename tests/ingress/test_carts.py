@@ -262,6 +262,25 @@ def test_rejects_file_opens_in_excel(tmp_path: Path) -> None:
         "11,受注日,not a date: '2026/13/45 25:00:00' (month must be in 1..12) — order 1007 not imported"]
 
 
+def test_the_command_checks_a_file_without_storing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from starter.cli import main
+
+    rejects_file = tmp_path / "rejects.csv"
+    code = main(["import", str(FIXTURES / "subscstore_orders.csv"), "--format", "mapped", "--map", str(SUBSCSTORE),
+                 "--catalogue", str(ROOT / "examples" / "catalogue.toml"), "--dry-run", "--rejects", str(rejects_file)])
+    out, err = capsys.readouterr()
+    assert code == 1  # a row was rejected
+    assert "read 7 rows (cp932): 6 orders — 4 imported, 1 skipped" in out
+    assert "events: 13 for 3 members" in out and "dry run: nothing stored" in out
+    assert "rejected row 8, 数量: not a whole number: 'abc' — order T-0006 not imported" in err
+    assert len(rejects_file.read_text(encoding="utf-8-sig").splitlines()) == 2
+    assert main(["import", str(FIXTURES / "subscstore_orders.csv"), "--format", "mapped", "--dry-run",
+                 "--catalogue", str(ROOT / "examples" / "catalogue.toml")]) == 2  # no --map
+    assert main(["import", str(FIXTURES / "shopify_orders_export.csv"), "--format", "shopify", "--dry-run",
+                 "--catalogue", str(ROOT / "examples" / "catalogue.toml"), "--timezone", "localtime"]) == 2
+    assert "--map" in capsys.readouterr().err
+
+
 def test_benchmark_runs() -> None:
     bench = measure(3_000)  # make bench measures 100,000 rows; here only that it runs clean
     assert (bench.rows, bench.orders) == (3_000, 1_000)
