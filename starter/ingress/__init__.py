@@ -7,7 +7,6 @@ is one event schema and one place where personal data is taken off an event.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,58 +17,13 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.contacts import store_registrations
-from workflows.events import InvalidEvent, MemberErased, MemberEvent, MemberRegistered, parse_event
+from starter.ingress.parse import Parsed, Rejected, parse_lines  # noqa: F401  (re-exported)
+from workflows.events import MemberErased, MemberEvent, MemberRegistered
 from workflows.member import MemberWorkflow, workflow_id
 from workflows.messages import MemberInput
 
 # How many members are signalled at once; one member's events go in order.
 CONCURRENCY = 32
-
-
-@dataclass(frozen=True)
-class Rejected:
-    line: int
-    problems: list[str]
-
-    def __str__(self) -> str:
-        return f"line {self.line}: " + "; ".join(self.problems)
-
-
-@dataclass(frozen=True)
-class Parsed:
-    events: list[MemberEvent]
-    rejected: list[Rejected]
-
-
-def parse_lines(text: str) -> Parsed:
-    """Validate NDJSON (one event a line), one JSON object, or a JSON array (item N = line N)."""
-    stripped = text.lstrip()
-    if stripped.startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as error:
-            return Parsed([], [Rejected(error.lineno, [f"(file): invalid JSON array: {error.msg}"])])
-        numbered = [(n, item) for n, item in enumerate(items, start=1)]
-    elif stripped.startswith("{") and _is_single_object(stripped):
-        numbered = [(1, stripped)]
-    else:
-        numbered = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
-    events, rejected = [], []
-    for number, raw in numbered:
-        try:
-            if not isinstance(raw, (str, dict)):
-                raise InvalidEvent(["(event): must be a JSON object"])
-            events.append(parse_event(raw))
-        except InvalidEvent as error:
-            rejected.append(Rejected(number, error.problems))
-    return Parsed(events, rejected)
-
-
-def _is_single_object(text: str) -> bool:
-    try:
-        return isinstance(json.loads(text), dict)
-    except json.JSONDecodeError:
-        return False
 
 
 async def strip_contacts(conn: asyncpg.Pool | asyncpg.Connection, events: list[MemberEvent]) -> list[MemberEvent]:
