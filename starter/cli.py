@@ -53,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     dev = commands.add_parser("dev", help="run the embedded dev stack: Temporal dev server + Web UI, PostgreSQL, worker")
     dev.set_defaults(command=_dev)
 
+    serve = commands.add_parser("serve", help="run the HTTP ingress (POST /v1/events, HMAC-signed) and its forwarder")
+    serve.add_argument("--host", help="address to listen on (default INGRESS_HOST, 0.0.0.0)")
+    serve.add_argument("--port", type=int, help="port (default INGRESS_PORT, 8080)")
+    serve.add_argument("--insecure-dev", action="store_true",
+                       help="accept unsigned requests, on 127.0.0.1 only (no GOLDENROUTE_INGRESS_SECRETS needed)")
+    serve.set_defaults(command=_serve)
+
     worker = commands.add_parser("worker", help="run a worker against TEMPORAL_ADDRESS and DATABASE_URL")
     worker.set_defaults(command=_worker)
 
@@ -144,16 +151,27 @@ async def _dev(settings: Settings, args: argparse.Namespace) -> int:
 
     async with DevStack(settings) as stack:
         running = stack.settings
+        ingress = await stack.start_ingress()
+        signing = (f"source {ingress.source}, secret {ingress.secret}" if ingress.secret
+                   else "secrets from GOLDENROUTE_INGRESS_SECRETS")
         print(
             f"goldenroute dev stack is up\n"
             f"  Temporal:  {running.temporal_address} (namespace {running.temporal_namespace})\n"
             f"  Web UI:    {stack.ui_url or '(external Temporal)'}\n"
             f"  Postgres:  {running.database_url}\n"
             f"  Worker:    task queue {running.task_queue}\n"
+            f"  HTTP:      {ingress.url}/v1/events ({signing}); OpenAPI {ingress.url}/docs\n"
             f"Send events with `goldenroute send examples/sample_converts.ndjson`; Ctrl-C stops everything.",
             file=sys.stderr, flush=True,
         )
         await run_worker(running)
+    return 0
+
+
+async def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    from starter.serve import serve
+
+    await serve(settings.with_dev_stack(), args.host, args.port, args.insecure_dev)
     return 0
 
 

@@ -247,3 +247,23 @@ class DevStack:
         stack_file.write_text(json.dumps({**addresses, "ui_url": self.ui_url}))
         self._exit_stack.callback(stack_file.unlink, missing_ok=True)
         log.info("devstack.ready", temporal=temporal_address, database=database_url, ui=self.ui_url)
+
+    async def start_ingress(self) -> DevIngress:
+        """Serve the HTTP ingress and its forwarder on 127.0.0.1:INGRESS_PORT until the stack stops.
+
+        Signed like production: with no GOLDENROUTE_INGRESS_SECRETS, a secret for source
+        ``dev`` is generated once into GOLDENROUTE_HOME and returned for the banner.
+        """
+        from starter.serve import DEV_SOURCE, dev_secret, ingress
+
+        settings, secret = dev_secret(self.settings)
+        url = await self._exit_stack.enter_async_context(ingress(settings, "127.0.0.1", settings.ingress_port))
+        log.info("devstack.ingress", url=url)
+        return DevIngress(url=url, source=DEV_SOURCE if secret else None, secret=secret)
+
+
+@dataclass(frozen=True)
+class DevIngress:
+    url: str
+    source: str | None  # the generated source and its secret, or None when the settings name them
+    secret: str | None
