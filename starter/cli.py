@@ -147,9 +147,10 @@ def _days(text: str) -> int:
 
 async def _dev(settings: Settings, args: argparse.Namespace) -> int:
     from worker.devstack import DevStack
+    from worker.discovery import user_stack_file
     from worker.main import run_worker
 
-    async with DevStack(settings) as stack:
+    async with DevStack(settings, user_file=user_stack_file()) as stack:
         running = stack.settings
         ingress = await stack.start_ingress()
         signing = (f"source {ingress.source}, secret {ingress.secret}" if ingress.secret

@@ -122,11 +122,17 @@ async def test_dev_stack_starts_both_and_publishes_its_addresses(tmp_path: Path)
         assert stack.settings.database_url is not None
         assert stack.ui_url == f"http://localhost:{settings.ui_port}"
         published = json.loads(settings.dev_stack_file.read_text())
-        assert published == {
+        assert published | {"pids": {}} == {
             "temporal_address": stack.settings.temporal_address,
             "database_url": stack.settings.database_url,
+            "temporal_namespace": settings.temporal_namespace,
+            "task_queue": settings.task_queue,
             "ui_url": stack.ui_url,
+            "home": str(settings.home.resolve()),
+            "pids": {},
         }
+        # The processes it started, so that a stack whose `dev` was killed is not taken for running.
+        assert set(published["pids"]) == {"dev", "postgres", "temporal"}
         assert settings.with_dev_stack() == stack.settings
         connection = await asyncpg.connect(stack.settings.database_url)
         assert await connection.fetchval("select 1") == 1

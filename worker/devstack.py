@@ -20,6 +20,7 @@ import structlog
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
+from worker.discovery import RunningStack, publish, withdraw
 from worker.settings import Settings
 from workflows.search import CLI_TYPES
 
@@ -205,9 +206,11 @@ async def _serves(address: str, namespace: str) -> bool:
 class DevStack:
     """``async with DevStack(settings) as stack``: start what ``settings`` leaves unset."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, user_file: Path | None = None) -> None:
         self.settings = settings
         self.ui_url: str | None = None
+        self._user_file = user_file  # also publish the running stack here (`goldenroute dev`: per user)
+        self._pids = {"dev": os.getpid()}
         self._exit_stack = contextlib.AsyncExitStack()
 
     async def __aenter__(self) -> DevStack:
@@ -229,6 +232,7 @@ class DevStack:
             postgres = await asyncio.to_thread(start_embedded_postgres, home / "pgdata")
             self._exit_stack.push_async_callback(asyncio.to_thread, postgres.stop)
             database_url = postgres.database_url
+            self._pids["postgres"] = postgres.server.get_pid() or 0
         temporal_address = settings.temporal_address
         if temporal_address is None:
             temporal = await start_temporal_dev_server(
@@ -239,14 +243,24 @@ class DevStack:
             )
             self._exit_stack.push_async_callback(temporal.stop)
             temporal_address = temporal.address
+            self._pids["temporal"] = temporal.process.pid
             self.ui_url = f"http://localhost:{settings.ui_port}"
         addresses = {"temporal_address": temporal_address, "database_url": database_url}
         self.settings = settings.model_copy(update=addresses)
-        stack_file = self.settings.dev_stack_file
-        stack_file.parent.mkdir(parents=True, exist_ok=True)
-        stack_file.write_text(json.dumps({**addresses, "ui_url": self.ui_url}))
-        self._exit_stack.callback(stack_file.unlink, missing_ok=True)
+        self._publish(home)
         log.info("devstack.ready", temporal=temporal_address, database=database_url, ui=self.ui_url)
+
+    def _publish(self, home: Path) -> None:
+        """Tell commands in other terminals where the stack runs (``worker.discovery``), until it stops."""
+        running = RunningStack(
+            temporal_address=self.settings.temporal_address, database_url=self.settings.database_url,
+            temporal_namespace=self.settings.temporal_namespace, task_queue=self.settings.task_queue,
+            ui_url=self.ui_url, home=str(home), pids=self._pids,
+        )  # fmt: skip
+        for path in (self.settings.dev_stack_file, self._user_file):
+            if path is not None:
+                publish(path, running)
+                self._exit_stack.callback(withdraw, path, os.getpid())
 
     async def start_ingress(self) -> DevIngress:
         """Serve the HTTP ingress and its forwarder on 127.0.0.1:INGRESS_PORT until the stack stops.

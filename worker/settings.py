@@ -1,21 +1,21 @@
 """The one settings object: every process of goldenroute reads its configuration here.
 
 Environment variables win; when TEMPORAL_ADDRESS or DATABASE_URL is unset, the
-addresses of a running embedded dev stack (``goldenroute dev`` writes them to
-``$GOLDENROUTE_HOME/dev-stack.json``) are used, so ``goldenroute send`` in a
-second terminal finds the stack that ``goldenroute dev`` started.
+addresses of a running embedded dev stack are used (``goldenroute dev`` publishes
+them in the checkout's ``$GOLDENROUTE_HOME`` and in a per-user file, see
+``worker.discovery``), so ``goldenroute send`` in a second terminal, in any
+directory, finds the stack that ``goldenroute dev`` started.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
-DEV_STACK_FILE = "dev-stack.json"
+from worker.discovery import DEV_STACK_FILE, find_running
 
 
 class SettingsError(ValueError):
@@ -86,19 +86,25 @@ class Settings(BaseModel):
         return self.home / DEV_STACK_FILE
 
     def with_dev_stack(self) -> "Settings":
-        """Fill unset addresses from the running embedded dev stack, if there is one."""
+        """Fill unset addresses from the running embedded dev stack, if there is one.
+
+        Its namespace, task queue and home come along unless the environment names
+        its own: a command talks to the stack the way that stack's worker listens.
+        """
         if self.temporal_address and self.database_url:
             return self
-        try:
-            running = json.loads(self.dev_stack_file.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        running = find_running(self.home, search_parents="home" not in self.model_fields_set)
+        if running is None:
             return self
-        return self.model_copy(
-            update={
-                "temporal_address": self.temporal_address or running.get("temporal_address"),
-                "database_url": self.database_url or running.get("database_url"),
-            }
-        )
+        update: dict[str, object] = {
+            "temporal_address": self.temporal_address or running.temporal_address,
+            "database_url": self.database_url or running.database_url,
+        }
+        for name in ("temporal_namespace", "task_queue", "home"):
+            value = getattr(running, name)
+            if value is not None and name not in self.model_fields_set:
+                update[name] = Path(value) if name == "home" else value
+        return self.model_copy(update=update)
 
 
 def env_name(field_name: str) -> str:
