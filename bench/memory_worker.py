@@ -13,8 +13,8 @@ baseline of what the SDK itself keeps per cached workflow. MODE ``unsandboxed``
 ``UnsandboxedWorkflowRunner``, to see how much of a member is the sandbox.
 
 It prints ``ready`` once polling, then ``logged N`` whenever the number of events
-the member workflows have handed to the projection changes (at two per member,
-every member has folded its registration and its order), and ``gc MS`` when the
+the member workflows have folded changes (two per member once a snapshot handed to the
+projection shows its order: every member has folded its registration and its order), and ``gc MS`` when the
 longest garbage-collector pause so far grows (the SDK fails a workflow task whose
 activation does not yield within 2 s: a long pause with a big heap can do that). It serves the SDK's
 Prometheus metrics (``temporal_sticky_cache_size``) on METRICS_PORT, and stops on
@@ -71,10 +71,15 @@ def bounded_dry_run() -> DryRunChannels:
 
 
 class ProjectionCounter(Interceptor):
-    """Counts the events any activity carries to the projection (whatever the activity is called)."""
+    """Counts the events the member workflows have folded, from the snapshots their activities carry.
+
+    The ingress writes the event log, so a snapshot is what a workflow hands to PostgreSQL:
+    a member counts its registration and its order once a snapshot shows F = 1.
+    """
 
     def __init__(self) -> None:
         self.logged = 0
+        self.members: set[str] = set()
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
         return _Counting(next, self)
@@ -89,8 +94,10 @@ class _Counting(ActivityInboundInterceptor):
         result = await super().execute_activity(input)
         for arg in input.args:
             projection = arg if isinstance(arg, ProjectionRequest) else getattr(arg, "projection", None)
-            if isinstance(projection, ProjectionRequest):
-                self._counter.logged += len(projection.events)
+            if isinstance(projection, ProjectionRequest) and projection.snapshot.purchase_count >= 1 \
+                    and projection.member_id not in self._counter.members:
+                self._counter.members.add(projection.member_id)
+                self._counter.logged += 2  # the registration and the order
         return result
 
 
