@@ -184,32 +184,19 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _send(settings: Settings, args: argparse.Namespace) -> int:
-    from activities.db import create_pool
-    from starter.ingress import forward, parse_lines, strip_contacts
-    from worker.client import connect
+    import logging
 
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    parsed = parse_lines(text)
-    for rejected in parsed.rejected:
-        print(f"rejected {rejected}", file=sys.stderr)
-    settings = settings.with_dev_stack()
-    if parsed.events:
-        if not settings.database_url:
-            raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
-        client = await connect(settings)
-        pool = await create_pool(settings.database_url, max_size=2)
-        try:
-            events = await strip_contacts(pool, parsed.events)
-        finally:
-            await pool.close()
-        result = await forward(client, events, settings.task_queue)
-        for refusal in result.refused:
-            print(f"refused {refusal}", file=sys.stderr)
-        print(f"sent {result.signalled} events to {result.members} members; "
-              f"rejected {len(parsed.rejected)} invalid lines")
-    else:
-        print(f"sent 0 events; rejected {len(parsed.rejected)} invalid lines")
-    return 1 if parsed.rejected else 0
+    from starter.ingress.send import details, send, summary
+
+    # The summary below says what the forwarder did; its log lines would say it twice.
+    logging.getLogger("starter.ingress.forwarder").setLevel(logging.ERROR)
+    # Bytes, not text: a line that is not UTF-8 is rejected on its own, the others go on.
+    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    sent = await send(settings.with_dev_stack(), data)
+    for line in details(sent):
+        print(line, file=sys.stderr)
+    print("\n".join(summary(sent)))
+    return sent.exit_status
 
 
 async def _import(settings: Settings, args: argparse.Namespace) -> int:
@@ -281,9 +268,18 @@ async def _state(settings: Settings, args: argparse.Namespace) -> int:
     from worker.client import connect
     from workflows.member import MemberWorkflow, workflow_id
 
+    from temporalio.service import RPCStatusCode
+
     client = await connect(settings.with_dev_stack())
     handle = client.get_workflow_handle(workflow_id(args.member_id))
-    view = await handle.query(MemberWorkflow.state)
+    try:
+        view = await handle.query(MemberWorkflow.state)
+    except RPCError as error:
+        if error.status != RPCStatusCode.NOT_FOUND:
+            raise
+        print(f"goldenroute: no member {args.member_id!r}: none of its events has reached a workflow yet",
+              file=sys.stderr)
+        return 1
     if args.json:
         print(view.model_dump_json(indent=2))
         return 0

@@ -97,6 +97,10 @@ class Stack:
     def stack_file(self) -> Path:
         return self.home / "dev-stack.json"
 
+    @property
+    def user_stack_file(self) -> Path:
+        return self.home / "user-state" / "goldenroute" / "devstack.json"
+
     def goldenroute(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*goldenroute_command(), *args], cwd=PROJECT, env=self.env, input=stdin,
@@ -131,8 +135,11 @@ def _dev_env(home: Path) -> dict[str, str]:
         env.pop(name, None)
     env.update({
         "GOLDENROUTE_HOME": str(home),
+        # Where `goldenroute dev` publishes the running stack per user: this test's own, not the user's.
+        "XDG_STATE_HOME": str(home / "user-state"),
         "TEMPORAL_PORT": str(free_port()),
         "TEMPORAL_UI_PORT": str(free_port()),
+        "INGRESS_PORT": str(free_port()),
         "METRICS_PORT": str(free_port()),
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
@@ -274,8 +281,7 @@ def test_send_forwards_every_event_of_an_example(sent: dict[str, subprocess.Comp
     result = sent[name]
     expected = len((EXAMPLES / name).read_text(encoding="utf-8").splitlines())
     assert result.returncode == 0, describe(result)
-    assert f"sent {expected} events to 1 members; rejected 0 invalid lines" in result.stdout.splitlines(), \
-        describe(result)
+    assert result.stdout.splitlines()[0] == f"accepted {expected} events for 1 member", describe(result)
     assert "rejected line" not in result.stderr and "refused" not in result.stderr, describe(result)
 
 
@@ -332,6 +338,26 @@ def test_state_of_the_sample_member(stack: Stack, sent) -> None:
     assert SAMPLE_EMAIL not in json.dumps(state) and SAMPLE_LINE_ID not in json.dumps(state)
 
 
+def test_commands_find_the_stack_from_another_directory(stack: Stack, sent, tmp_path: Path) -> None:
+    """Outside the checkout, with no GOLDENROUTE_HOME: the stack's per-user record leads to it."""
+    env = {name: value for name, value in stack.env.items() if name != "GOLDENROUTE_HOME"}
+    assert json.loads(stack.user_stack_file.read_text())["database_url"] == stack.database_url
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*goldenroute_command(), *args], cwd=tmp_path, env=env, input=stdin,
+                              capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+
+    state = run("state", SAMPLE, "--json")
+    assert state.returncode == 0 and json.loads(state.stdout)["member_id"] == SAMPLE, describe(state)
+    report = run("report", "funnel", "--json")
+    assert report.returncode == 0, describe(report)
+    again = run("send", "-", stdin=_as_sent("sample_converts.ndjson"))
+    expected = len((EXAMPLES / "sample_converts.ndjson").read_text(encoding="utf-8").splitlines())
+    assert again.returncode == 0, describe(again)
+    assert again.stdout.splitlines() == [
+        f"accepted 0 events; {expected} duplicates (already accepted, not stored again)"], describe(again)
+
+
 # --- invalid input -------------------------------------------------------------------------------
 
 
@@ -349,7 +375,8 @@ async def test_invalid_lines_are_named_and_the_valid_ones_get_through(stack: Sta
     assert len(rejected) == 2, describe(result)
     assert rejected[0].startswith("rejected line 2: occurred_at:"), describe(result)
     assert rejected[1].startswith("rejected line 5: lines.0.days_supply:"), describe(result)
-    assert "sent 4 events to 1 members; rejected 2 invalid lines" in result.stdout.splitlines(), describe(result)
+    summary = "accepted 4 events for 1 member; rejected 2 invalid lines (lines 2 and 5)"
+    assert result.stdout.splitlines()[0] == summary, describe(result)
 
     # Lines 1, 3, 4 and 6: registration, two main orders (one shipped) → F2, or
     # dormant once the file's last order is 90 days old.
@@ -438,7 +465,7 @@ def test_ctrl_c_stops_the_whole_stack(stack: Stack) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail(f"`goldenroute dev` still running {SHUTDOWN_TIMEOUT:.0f}s after SIGINT:\n{stack.stderr_tail()}")
     assert code == 0, f"exit code {code}:\n{stack.stderr_tail()}"
-    assert not stack.stack_file.exists()
+    assert not stack.stack_file.exists() and not stack.user_stack_file.exists()
 
     events = [record.get("event") for record in stack.log_records()]
     for expected in ("worker.stopping", "worker.stopped", "temporal.stopped", "postgres.stopped"):

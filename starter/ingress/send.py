@@ -1,0 +1,134 @@
+"""``goldenroute send``: a file of events through the one ingress path, and a truthful account of it.
+
+Parse every line, commit the valid events to the event log (``accept``: from then on
+they are never lost), then forward what waits in the log for those members. When
+Temporal cannot be reached the events stay stored, and the running engine (or the
+next ``send``) forwards them: that is no failure of ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import asyncpg
+from temporalio.client import Client
+
+from starter.ingress.forwarder import Forwarder, ForwardResult
+from starter.ingress.log import ACCEPTED, DUPLICATE, ERASED, REJECTED, Verdict, accept
+from starter.ingress.parse import Parsed, parse_lines
+from worker.client import connect
+from worker.main import database
+from worker.settings import Settings
+
+CONNECT_TIMEOUT = 10.0
+_PENDING = "SELECT count(*) FROM member_events WHERE forwarded_at IS NULL AND member_id = ANY($1::text[])"
+
+
+@dataclass
+class Sent:
+    parsed: Parsed
+    verdicts: list[Verdict] = field(default_factory=list)
+    forwarded: ForwardResult | None = None  # None: Temporal was not reached
+    unreachable: str | None = None  # why not
+    pending: int = 0  # events of these members stored but not yet forwarded
+
+    def of(self, status: str) -> list[Verdict]:
+        return [v for v in self.verdicts if v.status == status]
+
+    @property
+    def exit_status(self) -> int:
+        """1 when anything was rejected or refused: the sender has something to fix or know."""
+        refused = self.forwarded.refused if self.forwarded else []
+        return 1 if self.parsed.rejected or self.of(REJECTED) or refused else 0
+
+
+async def send(settings: Settings, data: bytes) -> Sent:
+    sent = Sent(parse_lines(data))
+    if not sent.parsed.numbered:
+        return sent
+    try:
+        async with database(settings) as pool:
+            # Connected before accepting, so this send forwards what it accepted at once, before
+            # the running engine's forwarder comes round to it.
+            client = await _connect(settings, sent)
+            sent.verdicts = await accept(pool, sent.parsed.numbered, source="cli")
+            members = sorted({v.member_id for v in sent.verdicts if v.status != REJECTED and v.member_id})
+            if members and client is not None:
+                sent.forwarded = await Forwarder(pool, client, settings.task_queue).forward_pending(members)
+            if members:
+                sent.pending = await pool.fetchval(_PENDING, members)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # accept is one transaction: before it returned, nothing of the input was stored.
+        stored = "the accepted events are stored" if sent.verdicts else "nothing was stored"
+        raise RuntimeError(f"PostgreSQL: {error}; {stored}") from None
+    return sent
+
+
+async def _connect(settings: Settings, sent: Sent) -> Client | None:
+    """The Temporal client, or None (and why, in ``sent``): the events are stored all the same."""
+    try:
+        return await asyncio.wait_for(connect(settings), CONNECT_TIMEOUT)
+    except (RuntimeError, OSError, asyncio.TimeoutError):
+        sent.unreachable = (f"Temporal at {settings.temporal_address} is not reachable"
+                            if settings.temporal_address else "TEMPORAL_ADDRESS is not set and no dev stack is running")
+        return None
+
+
+def details(sent: Sent) -> list[str]:
+    """One line per event not taken: what the sender must fix (rejected) or know (refused)."""
+    unit = sent.parsed.unit
+    lines = [f"rejected {r}" for r in sent.parsed.rejected]
+    lines += [f"refused {unit} {v.number}: {'; '.join(v.problems)}" for v in sent.of(REJECTED)]
+    if sent.forwarded:
+        lines += [f"not forwarded: {why}" for why in sent.forwarded.refused]
+    return lines
+
+
+def summary(sent: Sent) -> list[str]:
+    """What happened, counted apart: accepted, duplicate, rejected, refused; then forwarding."""
+    unit = sent.parsed.unit
+    accepted = sent.of(ACCEPTED)
+    parts = [f"accepted {_count(len(accepted), 'event')}"
+             + (f" for {_count(len({v.member_id for v in accepted}), 'member')}" if accepted else "")]
+    if duplicates := sent.of(DUPLICATE):
+        parts.append(f"{_count(len(duplicates), 'duplicate')} (already accepted, not stored again)")
+    if rejected := sent.parsed.rejected:
+        where = _numbers(unit, [r.line for r in rejected])
+        parts.append(f"rejected {_count(len(rejected), f'invalid {unit}')} ({where})")
+    if refused := sent.of(REJECTED):
+        where = _numbers(unit, [v.number for v in refused])
+        only_erased = all(v.problems == (ERASED,) for v in refused)
+        whose = f" of {_count(len({v.member_id for v in refused}), 'erased member')}" if only_erased else ""
+        parts.append(f"refused {_count(len(refused), 'event')}{whose} ({where})")
+    if not sent.parsed.numbered and not sent.parsed.rejected:
+        parts.append("the input holds no events")
+    return ["; ".join(parts), *_forwarding(sent)]
+
+
+def _forwarding(sent: Sent) -> list[str]:
+    waiting = (f"{_count(sent.pending, 'event')} stored in PostgreSQL and forwarded when the engine runs "
+               f"(`goldenroute dev` or `goldenroute serve`, or the next `send`)")
+    if sent.unreachable:
+        return [f"{sent.unreachable}: {waiting}"] if sent.pending else []
+    lines = []
+    if sent.forwarded and sent.forwarded.forwarded:
+        lines.append(f"forwarded {_count(sent.forwarded.forwarded, 'event')} to the member workflows")
+    if sent.forwarded and sent.forwarded.refused:
+        lines.append(f"{_count(len(sent.forwarded.refused), 'event')} cannot be forwarded (listed above)")
+    if sent.forwarded and sent.pending:
+        lines.append(f"not yet forwarded: {waiting}")
+    return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _numbers(unit: str, numbers: list[int], shown: int = 5) -> str:
+    """``line 2``, ``lines 2 and 5``, ``lines 2, 5, 7, 9, 11 and 3 more``."""
+    if len(numbers) == 1:
+        return f"{unit} {numbers[0]}"
+    if len(numbers) <= shown:
+        return f"{unit}s {', '.join(map(str, numbers[:-1]))} and {numbers[-1]}"
+    return f"{unit}s {', '.join(map(str, numbers[:shown]))} and {len(numbers) - shown} more"
