@@ -1,13 +1,16 @@
 """Forwarding from the event log: what the ingress accepted reaches the member workflows.
 
 Each member's unforwarded events go to its workflow by signal-with-start in ``seq``
-order, and are marked forwarded once the signal is taken. One member is forwarded
-by one forwarder at a time (a try-lock per member), so several ingress processes and
-the CLI can forward side by side without reordering a member's events. When Temporal
-is down nothing is lost: the events wait in the log, and the next round (every
-``interval``, or at once after ``wake``) forwards them. A crash between a signal and
-its mark sends that event again: the member's fold is idempotent, so a duplicate
-signal changes nothing.
+order, and are marked forwarded once the signal is taken. A forwarder first leases a
+member's unforwarded events (``lease_until``, in a short transaction under the
+member's lock, and only when no lease of another forwarder is running), then signals
+them without holding a database connection, so several ingress processes and the CLI
+can forward side by side without reordering a member's events or starving the
+accepting side of connections. When Temporal is down nothing is lost: the events wait
+in the log and the next round (every ``interval``, or at once after ``wake``) forwards
+them. A forwarder that dies lets its lease run out and another takes over; a crash
+between a signal and its mark sends that event again, and the member's fold is
+idempotent, so a duplicate signal changes nothing.
 """
 
 from __future__ import annotations
@@ -42,14 +45,21 @@ GROUP BY member_id ORDER BY min(accepted_at) LIMIT $1
 _PENDING_OF = """
 SELECT DISTINCT member_id FROM member_events WHERE forwarded_at IS NULL AND member_id = ANY($1::text[])
 """
-_EVENTS = """
-SELECT event_id, seq, payload::text FROM member_events
-WHERE member_id = $1 AND forwarded_at IS NULL ORDER BY seq
+LEASE = timedelta(minutes=2)
+MAX_LEASED = 200  # events a member's lease takes at once; the rest go in the next round
+_CLAIM = """
+UPDATE member_events SET lease_until = now() + $2::interval
+WHERE event_id IN (
+    SELECT event_id FROM member_events WHERE member_id = $1 AND forwarded_at IS NULL ORDER BY seq LIMIT $3)
+  AND NOT EXISTS (SELECT 1 FROM member_events
+                  WHERE member_id = $1 AND forwarded_at IS NULL AND lease_until > now())
+RETURNING event_id, seq, payload::text
 """
 _MARK = """
-UPDATE member_events SET forwarded_at = now(), forward_error = u.error
+UPDATE member_events SET forwarded_at = now(), lease_until = NULL, forward_error = u.error
 FROM unnest($1::text[], $2::text[]) AS u(event_id, error) WHERE member_events.event_id = u.event_id
 """
+_RELEASE = "UPDATE member_events SET lease_until = NULL WHERE event_id = ANY($1::text[]) AND forwarded_at IS NULL"
 _FAILED = "UPDATE member_events SET forward_error = $2 WHERE event_id = $1"
 _LAG = "SELECT extract(epoch FROM now() - min(accepted_at))::float8 FROM member_events WHERE forwarded_at IS NULL"
 
@@ -103,8 +113,7 @@ class Forwarder:
         if members and not await self._temporal_serves():
             result.waiting = len(members)  # nothing is held: the accepting side keeps its connections
             return result
-        # Each member holds a connection while it is forwarded: leave half the pool to accepting.
-        gate = asyncio.Semaphore(max(1, min(CONCURRENCY, self._pool.get_max_size() // 2)))
+        gate = asyncio.Semaphore(CONCURRENCY)
 
         async def one(member_id: str) -> None:
             async with gate:
@@ -126,21 +135,34 @@ class Forwarder:
             return False
 
     async def _forward_member(self, member_id: str, result: ForwardResult) -> None:
+        leased = await self._lease(member_id)
+        if not leased:
+            result.waiting += 1  # another forwarder is signalling this member now
+            return
+        done: list[tuple[str, str | None]] = []
+        failed: str | None = None
+        try:
+            for row in leased:
+                done.append((row["event_id"], await self._signal(member_id, row, result)))
+        except RPCError as error:
+            result.waiting += 1
+            failed = f"temporal: {error}"[:500]
+            log.warning("forward.temporal_unavailable", member_id=member_id, error=str(error))
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, member_id):
-                result.waiting += 1  # another forwarder has this member now
-                return
-            done: list[tuple[str, str | None]] = []
-            try:
-                for row in await conn.fetch(_EVENTS, member_id):
-                    done.append((row["event_id"], await self._signal(member_id, row, result)))
-            except RPCError as error:
-                result.waiting += 1
-                log.warning("forward.temporal_unavailable", member_id=member_id, error=str(error))
-                await conn.execute(_FAILED, row["event_id"], f"temporal: {error}"[:500])
             if done:
                 await conn.execute(_MARK, [e for e, _ in done], [err for _, err in done])
-                result.forwarded += sum(err is None for _, err in done)
+            rest = [row["event_id"] for row in leased[len(done):]]
+            if rest:
+                await conn.execute(_RELEASE, rest)
+                await conn.execute(_FAILED, rest[0], failed)
+        result.forwarded += sum(err is None for _, err in done)
+
+    async def _lease(self, member_id: str) -> list[asyncpg.Record]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1, hashtext($2))", _LOCK_CLASS, member_id):
+                return []
+            rows = await conn.fetch(_CLAIM, member_id, LEASE, MAX_LEASED)
+        return sorted(rows, key=lambda r: r["seq"])
 
     async def _signal(self, member_id: str, row: asyncpg.Record, result: ForwardResult) -> str | None:
         """Signal one logged event; the reason it cannot ever be forwarded, if so."""
