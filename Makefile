@@ -19,6 +19,7 @@ bench: $(STAMP)
 # Fault runs that print their counts: Temporal down for a minute during a stream of 1,000 members.
 faults: $(STAMP)
 	$(BIN)/python -m bench.faults $(FAULT_ARGS)
+	FUZZ_EXAMPLES=1800 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/ingress/test_http_fuzz.py
 
 install: $(STAMP)
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import uuid
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +25,9 @@ from worker.settings import Settings
 from workflows.events import parse_event
 
 RUN = uuid.uuid4().hex[:8]
+# `make faults` raises this to 1,800 batches (~10,000 events) and prints the counts.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
+TRIED = {"batches": 0, "events": 0, "rejected": 0, "5xx": 0}
 SETTINGS = Settings(ingress_secrets={SOURCE: SECRET})  # the default limits: 1 MiB, 1,000 events
 MADE_UP = ("zzz", "payload", "備考")
 AT = "2026-04-01T12:00:00+09:00"
@@ -71,13 +76,23 @@ def items(draw) -> object:
     return item
 
 
-@settings(max_examples=40, deadline=None, database=None,
+@pytest.fixture(scope="module", autouse=True)
+def counts():
+    yield TRIED
+    print(f"\nfuzz: {TRIED['events']} events in {TRIED['batches']} batches; "
+          f"{TRIED['rejected']} rejected, each naming its field; {TRIED['5xx']} responses 5xx")
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batch=st.lists(items(), min_size=1, max_size=25), ndjson=st.booleans())
 async def test_fuzzed_events_never_get_a_5xx_and_every_rejection_names_its_field(pool, batch, ndjson):
     body = (b"\n".join(json.dumps(i).encode() for i in batch) if ndjson else json.dumps(batch).encode())
     async with client_for(create_app(SETTINGS, pool, None, None)) as http:
         response = await http.post(EVENTS_PATH, content=body, headers=signed(body))
+    TRIED["batches"] += 1
+    TRIED["events"] += len(batch)
+    TRIED["5xx"] += response.status_code >= 500
     assert response.status_code < 500, response.text
     if response.status_code == 413:
         return
@@ -86,6 +101,7 @@ async def test_fuzzed_events_never_get_a_5xx_and_every_rejection_names_its_field
     assert [r["number"] for r in results] == list(range(1, len(batch) + 1))
     for result in results:
         if result["status"] == "rejected":
+            TRIED["rejected"] += 1
             assert result["problems"], result
             for problem in result["problems"]:
                 assert PROBLEM.match(problem), problem
