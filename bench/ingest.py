@@ -122,14 +122,20 @@ async def _engine_once(client: Client, pool, events: list[MemberEvent], task_que
     accepted = time.perf_counter() - started
     assert forwarded.forwarded == len(events) and not forwarded.refused, forwarded
 
-    async def caught_up() -> bool:
+    await wait_until(caught_up(pool, members), CATCH_UP_TIMEOUT, interval=0.05,
+                     what="the members read model to catch up")
+    processed = time.perf_counter() - started
+    return Phase(len(events), len(members), accepted, processed, cpu.read(), [workflow_id(m) for m in members])
+
+
+def caught_up(pool, members: list[str]):
+    """A check for ``wait_until``: the members read model shows every member's fourth order (its last event)."""
+    async def check() -> bool:
         done = await pool.fetchval("SELECT count(*) FROM members WHERE member_id = ANY($1::text[])"
                                    " AND purchase_count >= 4", members)
         return done >= len(members)
 
-    await wait_until(caught_up, CATCH_UP_TIMEOUT, interval=0.05, what="the members read model to catch up")
-    processed = time.perf_counter() - started
-    return Phase(len(events), len(members), accepted, processed, cpu.read(), [workflow_id(m) for m in members])
+    return check
 
 
 HTTP_BATCH, HTTP_REQUESTS = 200, 4
@@ -166,12 +172,8 @@ async def run_http(client: Client, pool, members: int) -> Phase:
         await asyncio.gather(*(post(b) for b in bodies))
         accepted = time.perf_counter() - started
 
-        async def caught_up() -> bool:
-            done = await pool.fetchval("SELECT count(*) FROM members WHERE member_id = ANY($1::text[])"
-                                       " AND purchase_count >= 4", ids)
-            return done >= len(ids)
-
-        await wait_until(caught_up, CATCH_UP_TIMEOUT, interval=0.05, what="the members read model to catch up")
+        await wait_until(caught_up(pool, ids), CATCH_UP_TIMEOUT, interval=0.05,
+                         what="the members read model to catch up")
         processed = time.perf_counter() - started
         return Phase(len(events), len(ids), accepted, processed, cpu.read(), [workflow_id(m) for m in ids])
 
