@@ -50,6 +50,7 @@ class OutageResult:
     unforwarded: int
     caught_up: int  # members whose workflow folded all four orders
     waiting_rounds: int  # forwarding rounds that found Temporal down
+    waiting_at_restart: int  # accepted events still in the log, unforwarded, when Temporal came back
     outage_seconds: float
     catch_up_seconds: float  # from Temporal's restart to every member caught up
 
@@ -100,7 +101,7 @@ async def measure(stack: Stack, members: int, outage: float, log=print) -> Outag
     # Interleave members as a live stream would: everyone's first event, then everyone's second …
     stream = [events[m * 8 + k] for k in range(8) for m in range(members)]
     forwarding = _Forwarding(Forwarder(pool, client, task_queue))
-    accepted = 0
+    accepted = waiting = 0
     worker = build_worker(client, pool, Settings(task_queue=task_queue, max_cached_workflows=max(1000, members)))
     try:
         async with worker:
@@ -119,7 +120,9 @@ async def measure(stack: Stack, members: int, outage: float, log=print) -> Outag
             if stopped:
                 await asyncio.sleep(max(0.0, outage - (time.monotonic() - stopped)))
                 lag = await forward_lag(pool)
-                log(f"all {accepted} events accepted; oldest unforwarded {lag or 0:.0f} s old; starting Temporal")
+                waiting = await pool.fetchval("SELECT count(*) FROM member_events WHERE member_id = ANY($1::text[])"
+                                              " AND forwarded_at IS NULL", ids)
+                log(f"all {accepted} events accepted; {waiting} wait, the oldest {lag or 0:.0f} s; starting Temporal")
                 server = await start()
                 restarted = time.monotonic()
 
@@ -140,7 +143,7 @@ async def measure(stack: Stack, members: int, outage: float, log=print) -> Outag
     return OutageResult(
         members=members, events=len(stream), accepted=accepted, logged=counts["logged"],
         forwarded=sum(r.forwarded for r in forwarding.rounds), unforwarded=counts["unforwarded"],
-        caught_up=done, waiting_rounds=sum(1 for r in forwarding.rounds if r.waiting),
+        caught_up=done, waiting_rounds=sum(1 for r in forwarding.rounds if r.waiting), waiting_at_restart=waiting,
         outage_seconds=(restarted - stopped) if stopped else 0.0, catch_up_seconds=catch_up,
     )
 
@@ -152,7 +155,7 @@ def report(result: OutageResult) -> str:
         f"accepted (2xx)         {result.accepted}",
         f"in the event log       {result.logged}   lost: {result.lost}",
         f"forwarded (signals)    {result.forwarded}   duplicates: {result.duplicates}   still waiting: {result.unforwarded}",
-        f"rounds that waited     {result.waiting_rounds}",
+        f"waiting at the restart {result.waiting_at_restart} events (rounds that found Temporal down: {result.waiting_rounds})",
         f"members caught up      {result.caught_up} of {result.members}, {result.catch_up_seconds:.1f} s after the restart",
         "OK" if result.ok() else "FAILED",
     ])
