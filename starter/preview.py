@@ -22,7 +22,6 @@ import math
 import os
 import shutil
 import sys
-import unicodedata
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -43,13 +42,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.contacts import changes_of, reachable
 from activities.dry_run import DryRunChannels
 from starter.ingress import parse_lines
+from starter.table import local_date, local_time, scenario_label, table
 from worker.client import quiet_runtime, register_search_attributes
 from worker.main import build_worker
 from worker.settings import Settings
 from workflows.events import MemberEvent, MemberRegistered
 from workflows.member import MemberWorkflow, workflow_id
 from workflows.messages import DeliveryRequest, MemberInput
-from workflows.scenarios import BY_SCENARIO, Scenario
 
 DEFAULT_DAYS = 365
 DEFAULT_TIMEZONE = "Asia/Tokyo"
@@ -375,22 +374,14 @@ def to_json(preview: Preview) -> str:
     return f"[\n{items}\n]"
 
 
-WEEKDAYS_JA = "月火水木金土日"
 COLUMNS = ("日付", "時刻", "シナリオ", "ステップ", "チャネル", "結果", "理由")
 
 
 def to_table(preview: Preview) -> str:
     """A table a CRM team reads: local date and time, scenario (id + name), step, channel, outcome, reason."""
     rows = [
-        (
-            f"{t.at.date().isoformat()}({WEEKDAYS_JA[t.at.weekday()]})",
-            t.at.strftime("%H:%M"),
-            f"{t.scenario} {_scenario_name(t.scenario)}",
-            t.step,
-            t.channel or "-",
-            t.outcome,
-            t.reason,
-        )
+        (local_date(t.at), local_time(t.at), scenario_label(t.scenario), t.step, t.channel or "-", t.outcome,
+         t.reason)
         for t in preview.touches
     ]
     header = (
@@ -398,28 +389,10 @@ def to_table(preview: Preview) -> str:
         f"{preview.start.isoformat(timespec='minutes')} → {preview.end.isoformat(timespec='minutes')}, "
         f"{len(preview.touches)} touches"
     )
-    widths = [max(_width(str(r[i])) for r in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
-    lines = [header, "", _row(COLUMNS, widths), _row(tuple("-" * w for w in widths), widths)]
-    lines += [_row(r, widths) for r in rows]
+    lines = [header, "", *table(COLUMNS, rows)]
     if not rows:
         lines.append("(no touches)")
     return "\n".join(lines)
-
-
-def _scenario_name(scenario: str) -> str:
-    try:
-        return BY_SCENARIO[Scenario(scenario)].name_ja
-    except ValueError:
-        return ""
-
-
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
-def _row(cells: tuple[str, ...], widths: list[int]) -> str:
-    padded = [c + " " * (w - _width(c)) for c, w in zip(cells, widths)]
-    return "  ".join(padded).rstrip()
 
 
 def report_problems(preview: Preview) -> list[str]:
