@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from starter import svg
-from starter.reports import REPORT_TIMEZONE, run_report
+from starter.reports import SHOP_TIMEZONE, run_report
 from workflows.scenarios import TEMPLATES
 
 TITLE = "goldenroute CRMダッシュボード"
@@ -59,7 +59,7 @@ def render_dashboard(reports: Mapping[str, Any], *, start: Any = None, end: Any 
                      as_of: datetime | None = None) -> str:
     """The whole document; ``reports`` maps a report name to its Report (rows of dicts)."""
     rows = {name: list(report.rows) for name, report in reports.items()}
-    now = (as_of or datetime.now(timezone.utc)).astimezone(ZoneInfo(REPORT_TIMEZONE))
+    now = (as_of or datetime.now(timezone.utc)).astimezone(ZoneInfo(SHOP_TIMEZONE))
     generated = now.strftime("%Y-%m-%d %H:%M %Z")
     period = f"{_day(start) or '最初'} 〜 {_day(end) or '現在'}"
     body = "".join([
