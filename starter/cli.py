@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
 
     send = commands.add_parser("send", help="validate events (JSON or NDJSON) and forward the valid ones")
     send.add_argument("file", help="event file, or - for standard input")
+    send.add_argument(
+        "--now", action="store_true",
+        help="shift the file's whole timeline (spacing and UTC offsets kept) so its last event was 15 minutes "
+             "ago: its 'at once' touches go out on arrival and steps due in the last 3 days are sent, not "
+             "expired. The shifted events are new events: their ids get @DAY appended (m-1-ev01@2026-12-02), "
+             "so re-sending the same file the same day adds nothing (duplicates); on another day it adds "
+             "the events again, to the same members")
     send.set_defaults(command=_send)
 
     cart_import = commands.add_parser(
@@ -185,6 +192,7 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _send(settings: Settings, args: argparse.Namespace) -> int:
     import logging
+    from datetime import datetime
 
     from starter.ingress.send import details, send, summary
 
@@ -192,7 +200,8 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     logging.getLogger("starter.ingress.forwarder").setLevel(logging.ERROR)
     # Bytes, not text: a line that is not UTF-8 is rejected on its own, the others go on.
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    sent = await send(settings.with_dev_stack(), data)
+    now = datetime.now().astimezone() if args.now else None
+    sent = await send(settings.with_dev_stack(), data, now)
     for line in details(sent):
         print(line, file=sys.stderr)
     print("\n".join(summary(sent)))

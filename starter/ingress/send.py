@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 from temporalio.client import Client
@@ -17,6 +18,7 @@ from temporalio.client import Client
 from starter.ingress.forwarder import Forwarder, ForwardResult
 from starter.ingress.log import ACCEPTED, DUPLICATE, ERASED, REJECTED, Verdict, accept
 from starter.ingress.parse import Parsed, parse_lines
+from starter.ingress.shift import Shift, shift_to_now
 from worker.client import connect
 from worker.main import database
 from worker.settings import Settings
@@ -32,6 +34,8 @@ class Sent:
     forwarded: ForwardResult | None = None  # None: Temporal was not reached
     unreachable: str | None = None  # why not
     pending: int = 0  # events of these members stored but not yet forwarded
+    shift: Shift | None = None  # --now: how the timeline was moved
+    now: datetime | None = None  # --now: the moment it was moved to
 
     def of(self, status: str) -> list[Verdict]:
         return [v for v in self.verdicts if v.status == status]
@@ -43,8 +47,12 @@ class Sent:
         return 1 if self.parsed.rejected or self.of(REJECTED) or refused else 0
 
 
-async def send(settings: Settings, data: bytes) -> Sent:
+async def send(settings: Settings, data: bytes, now: datetime | None = None) -> Sent:
+    """``now`` (aware): first shift the timeline so the last event is 15 minutes before it (``--now``)."""
     sent = Sent(parse_lines(data))
+    if now is not None:
+        sent.parsed, sent.shift = shift_to_now(sent.parsed, now)
+        sent.now = now
     if not sent.parsed.numbered:
         return sent
     try:
@@ -103,7 +111,8 @@ def summary(sent: Sent) -> list[str]:
         parts.append(f"refused {_count(len(refused), 'event')}{whose} ({where})")
     if not sent.parsed.numbered and not sent.parsed.rejected:
         parts.append("the input holds no events")
-    return ["; ".join(parts), *_forwarding(sent)]
+    shifted = [sent.shift.describe(sent.now)] if sent.shift and sent.now else []
+    return [*shifted, "; ".join(parts), *_forwarding(sent)]
 
 
 def _forwarding(sent: Sent) -> list[str]:
