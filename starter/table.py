@@ -1,10 +1,13 @@
-"""The plain-text tables of ``preview`` and ``member``: local dates with a Japanese
-weekday, scenario labels, and columns padded by display width (a kanji takes two)."""
+"""The plain-text tables of ``preview``, ``member`` and ``report``: local dates with a
+Japanese weekday, scenario labels, and columns padded by display width (a kanji takes
+two, a combining mark or a zero-width character none: ``wcwidth``)."""
 
 from __future__ import annotations
 
-import unicodedata
 from datetime import datetime
+from typing import Sequence
+
+from wcwidth import wcswidth, wcwidth
 
 from workflows.scenarios import BY_SCENARIO, Scenario
 
@@ -33,15 +36,22 @@ def scenario_label(scenario: str) -> str:
 
 
 def width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    """The terminal columns ``text`` takes: パ is two whether composed or written ハ + ゚ (NFD,
+    as macOS writes it), a zero-width space or joiner none, a control character none."""
+    columns = wcswidth(text)
+    return columns if columns >= 0 else sum(max(wcwidth(c), 0) for c in text)
 
 
-def row(cells: tuple[str, ...], widths: list[int]) -> str:
-    padded = [c + " " * (w - width(c)) for c, w in zip(cells, widths)]
+def row(cells: Sequence[str], widths: Sequence[int], right: Sequence[bool] = ()) -> str:
+    """The cells padded to their columns' widths, two spaces apart; a ``right`` column is right-aligned."""
+    padded = [" " * (w - width(c)) + c if r else c + " " * (w - width(c))
+              for c, w, r in zip(cells, widths, [*right, *[False] * (len(cells) - len(right))])]
     return "  ".join(padded).rstrip()
 
 
-def table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
-    """The header, a rule under it and one line a row, each column as wide as its widest cell."""
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[bool] = ()) -> list[str]:
+    """The header, a rule under it and one line a row, each column as wide as its widest cell
+    (``right``: which columns are right-aligned, numbers; the others are left-aligned)."""
     widths = [max(width(str(r[i])) for r in (columns, *rows)) for i in range(len(columns))]
-    return [row(columns, widths), row(tuple("-" * w for w in widths), widths), *(row(r, widths) for r in rows)]
+    return [row(columns, widths, right), row(["-" * w for w in widths], widths, right),
+            *(row(r, widths, right) for r in rows)]
