@@ -101,6 +101,8 @@ class MemberWorkflow:
             consented_channels=tuple(c for c, granted in sorted(state.consent.items()) if granted),
             reachable_channels=tuple(sorted(state.profile.reachable)),
             refused_events=tuple(self._refused),
+            sales_channel=state.profile.sales_channel,
+            timezone=state.profile.timezone,
         )
 
     @workflow.query

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from workflows.events import Channel, MemberEvent
+from workflows.events import Channel, MemberEvent, SalesChannel
 from workflows.lifecycle import MemberState, Stage, SubscriptionStatus
 from workflows.policy import PolicyConfig
 from workflows.projection import ProjectionLog, ProjectionRequest
@@ -69,6 +69,9 @@ class MemberStateView(_Message):
     reachable_channels: tuple[Channel, ...]
     # Events the workflow refused to fold: another member's, or carrying contact data.
     refused_events: tuple[str, ...] = ()
+    # The profile, for `goldenroute member` (None from a worker that predates them).
+    sales_channel: SalesChannel | None = None
+    timezone: str | None = None
 
 
 class Timeline(_Message):
