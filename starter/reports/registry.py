@@ -22,7 +22,8 @@ from starter.reports.segments import CPM_SEGMENTS, CPM_SQL, RFM_SQL
 class ReportSpec:
     name: str
     title: str
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # identifiers: the SQL's column names, JSON keys, the CSV header
+    headers: tuple[str, ...]  # the same columns as the terminal's Japanese headings
     sql: str
     args: Callable[[Window], tuple]
     # What as_of defaults to: "now", "to" (the end of --to if given, else now: RFM and CPM
@@ -31,43 +32,59 @@ class ReportSpec:
     # Float columns shown with one decimal in the text table (others: three).
     one_decimal: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        if len(self.headers) != len(self.columns):
+            raise ValueError(f"{self.name}: {len(self.columns)} columns, {len(self.headers)} headings")
+
+
+def _columns(*pairs: tuple[str, str]) -> dict[str, tuple[str, ...]]:
+    """(identifier, 見出し) pairs as ReportSpec's ``columns`` and ``headers``, kept side by side."""
+    return {"columns": tuple(c for c, _ in pairs), "headers": tuple(h for _, h in pairs)}
+
 
 REPORTS: dict[str, ReportSpec] = {spec.name: spec for spec in (
     ReportSpec(
         "scenarios", "シナリオ別KPI (ホールドアウト比較)",
-        ("scenario", "name", "variant", "kpi", "window_days", "entered", "holdout", "touched", "converted",
-         "rate", "holdout_converted", "holdout_rate", "lift", "lift_ci_low", "lift_ci_high"),
-        SCENARIOS_SQL, scenario_args,
+        **_columns(("scenario", "シナリオ"), ("name", "シナリオ名"), ("variant", "パターン"), ("kpi", "KPI"),
+                   ("window_days", "計測日数"), ("entered", "対象"), ("holdout", "ホールドアウト"),
+                   ("touched", "配信"), ("converted", "転換"), ("rate", "転換率"),
+                   ("holdout_converted", "ホールドアウト転換"), ("holdout_rate", "ホールドアウト転換率"),
+                   ("lift", "リフト"), ("lift_ci_low", "リフト下限"), ("lift_ci_high", "リフト上限")),
+        sql=SCENARIOS_SQL, args=scenario_args,
     ),
     ReportSpec(
         "funnel", "ライフサイクルファネル (ゴールデンルート)",
-        ("step", "label", "members", "from_previous", "rate", "median_days"),
-        FUNNEL_SQL,
-        lambda w: (w.start, w.end, [s for s, _ in FUNNEL_STEPS], [label for _, label in FUNNEL_STEPS]),
+        **_columns(("step", "ステップ"), ("label", "段階"), ("members", "会員数"), ("from_previous", "前段から"),
+                   ("rate", "前段からの転換率"), ("median_days", "日数(中央値)")),
+        sql=FUNNEL_SQL,
+        args=lambda w: (w.start, w.end, [s for s, _ in FUNNEL_STEPS], [label for _, label in FUNNEL_STEPS]),
         one_decimal=frozenset({"median_days"}),
     ),
     ReportSpec(
         "subscription-flow", "定期フロー (お届け回数別の継続率)",
-        ("cohort", "started", *(f"d{k}" for k in range(1, SUBSCRIPTION_DELIVERIES + 1))),
-        SUBSCRIPTION_FLOW_SQL, lambda w: (w.start, w.end, w.as_of), as_of="now",
+        **_columns(("cohort", "開始月"), ("started", "開始数"),
+                   *((f"d{k}", f"{k}回目") for k in range(1, SUBSCRIPTION_DELIVERIES + 1))),
+        sql=SUBSCRIPTION_FLOW_SQL, args=lambda w: (w.start, w.end, w.as_of), as_of="now",
     ),
     ReportSpec(
         "rfm", "RFM分析",
-        ("r", "f", "segment", "members", "revenue", "avg_revenue", "avg_m"),
-        RFM_SQL, lambda w: (w.as_of,), as_of="to",
+        **_columns(("r", "R"), ("f", "F"), ("segment", "セグメント"), ("members", "会員数"), ("revenue", "累計売上"),
+                   ("avg_revenue", "平均売上"), ("avg_m", "平均M")),
+        sql=RFM_SQL, args=lambda w: (w.as_of,), as_of="to",
     ),
     ReportSpec(
         "cpm", "顧客ポートフォリオ (CPM)",
-        ("segment", "members", "revenue", "avg_revenue", "share"),
-        CPM_SQL, lambda w: (w.as_of, list(CPM_SEGMENTS)), as_of="to",
+        **_columns(("segment", "セグメント"), ("members", "会員数"), ("revenue", "累計売上"),
+                   ("avg_revenue", "平均売上"), ("share", "会員構成比")),
+        sql=CPM_SQL, args=lambda w: (w.as_of, list(CPM_SEGMENTS)), as_of="to",
     ),
     ReportSpec(
         "ltv", "LTV (初回購入月コホート別・1人あたり累計売上)",
-        ("cohort", "members", *(f"day_{d}" for d in LTV_DAYS)),
-        LTV_SQL, lambda w: (w.start, w.end, w.as_of), as_of="now",
+        **_columns(("cohort", "初回購入月"), ("members", "会員数"),
+                   *((f"day_{d}", f"{d}日後" if d else "当日") for d in LTV_DAYS)),
+        sql=LTV_SQL, args=lambda w: (w.start, w.end, w.as_of), as_of="now",
     ),
 )}
-
 
 
 def _plain(value: Any) -> Any:
@@ -91,4 +108,5 @@ async def run_report(conn_or_pool: asyncpg.Connection | asyncpg.Pool, name: str,
     # RFM and CPM are a picture at one moment: --from has no part in them.
     return Report(name=spec.name, title=spec.title, columns=list(spec.columns), rows=rows,
                   start=None if spec.as_of == "to" else start, end=end,
-                  as_of=w.as_of if spec.as_of else None, one_decimal=spec.one_decimal)
+                  as_of=w.as_of if spec.as_of else None, one_decimal=spec.one_decimal,
+                  headers=list(spec.headers))

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import sys
 import types
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from starter.cli import main
+from starter.table import width
 from tests.factories import jst, order, sample
 from tests.reports.conftest import touch, write, write_touches
 
@@ -36,33 +40,62 @@ async def shop(report_pool, report_database_url, monkeypatch, tmp_path) -> str:
 def test_json_prints_the_columns_and_rows(shop, capsys):
     assert main(["report", "funnel", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
+    assert list(report) == ["report", "title", "start", "end", "as_of", "columns", "rows"]
     assert report["report"] == "funnel"
-    assert report["columns"] == FUNNEL_COLUMNS
+    assert report["columns"] == FUNNEL_COLUMNS  # identifiers, not the terminal's headings
+    assert list(report["rows"][0]) == FUNNEL_COLUMNS
     rows = {r["step"]: r for r in report["rows"]}
     assert (rows["sample_or_trial"]["members"], rows["f1"]["members"], rows["f2"]["members"]) == (1, 2, 1)
     assert (rows["f1"]["from_previous"], rows["f1"]["rate"], rows["f1"]["median_days"]) == (1, 1.0, 10.0)
 
 
-def test_csv_prints_a_header_row(shop, capsys):
+def test_csv_prints_a_header_row(shop, capsysbinary):
     assert main(["report", "funnel", "--csv", "--from", "2026-01-01", "--to", "2026-12-31"]) == 0
-    rows = list(csv.reader(io.StringIO(capsys.readouterr().out)))
-    assert rows[0] == FUNNEL_COLUMNS
+    out = capsysbinary.readouterr().out
+    # UTF-8 with a BOM, so that Japanese Excel opens it as UTF-8; CRLF as Excel writes CSV.
+    assert out.startswith(codecs.BOM_UTF8 + b"step,label,")
+    text = out.decode("utf-8-sig")
+    assert text.endswith("\r\n") and text.count("\r\n") == text.count("\n") == 6
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == FUNNEL_COLUMNS  # identifiers: a machine reads them
     assert [r[0] for r in rows[1:]] == ["sample_or_trial", "f1", "f2", "f3", "established"]
-    assert rows[2][2] == "2"
+    assert rows[2][1] == "F1 初回購入" and rows[2][2] == "2"
+
+
+def test_text_has_japanese_headings_and_the_shops_time(shop, capsys):
+    assert main(["report", "cpm", "--to", "2026-06-30"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # as of the end of --to: 00:00 on 1 July in Tokyo (15:00 on 30 June in UTC)
+    assert lines[0] == "顧客ポートフォリオ (CPM) — 期間 … 〜 2026-06-30 / 基準日時 2026-07-01 00:00 JST"
+    assert lines[2].split() == ["セグメント", "会員数", "累計売上", "平均売上", "会員構成比"]
+
+    assert main(["report", "ltv"]) == 0  # as of now
+    title = capsys.readouterr().out.splitlines()[0]
+    shown = datetime.strptime(title.split("基準日時 ")[1], "%Y-%m-%d %H:%M JST").replace(tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert abs(shown - datetime.now(ZoneInfo("Asia/Tokyo"))) < timedelta(minutes=2)
+
+
+def test_no_identifier_is_a_heading_on_the_terminal(shop, capsys):
+    from starter.reports import REPORTS
+
+    for name, spec in REPORTS.items():
+        assert main(["report", name]) == 0
+        headings = capsys.readouterr().out.splitlines()[2].split()
+        assert headings == list(spec.headers), name
+        assert not set(headings) & (set(spec.columns) - {"KPI", "R", "F"}), name
 
 
 def test_text_is_an_aligned_table(shop, capsys):
     assert main(["report", "scenarios"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("シナリオ別KPI")
-    assert lines[2].split()[:3] == ["scenario", "name", "variant"]
+    assert lines[2].split()[:5] == ["シナリオ", "シナリオ名", "パターン", "KPI", "計測日数"]
     s03 = next(line for line in lines if line.startswith("S03"))
     # entered 2, holdout 1, touched 1, converted 1 (a's F2 on day 30), holdout converted 0
     assert s03.split()[4:9] == ["60", "2", "1", "1", "1"]
-    # columns line up, counting a wide character as two: "60" ends under "window_days"
-    from starter.reports import _width
+    # columns line up, counting a wide character as two: "60" ends under "計測日数"
     header = lines[2]
-    assert _width(s03[:s03.index(" 60 ") + 3]) == _width(header[:header.index("window_days") + len("window_days")])
+    assert width(s03[:s03.index(" 60 ") + 3]) == width(header[:header.index("計測日数") + len("計測日数")])
 
 
 def test_the_migrations_run_first_on_a_fresh_database(report_database_url, monkeypatch, tmp_path, capsys):
@@ -103,3 +136,4 @@ def test_dashboard_calls_write_dashboard(shop, monkeypatch, tmp_path, capsys):
     assert calls == [(out, dt.date(2026, 1, 1), None, 4)]
     assert out.read_text() == "<html></html>"
     assert "wrote" in capsys.readouterr().out
+
