@@ -30,7 +30,7 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_member_show_by_default(sys.argv[1:] if argv is None else argv))
     try:
         settings = Settings.from_env()
     except SettingsError as error:
@@ -115,14 +115,31 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="FILE", help="dashboard only: the HTML file to write (default report.html)")
     report.set_defaults(command=_report)
 
-    member = commands.add_parser("member", help="operate on one member's workflow")
+    member = commands.add_parser(
+        "member", help="one member: `member ID` shows its history, `member restore ID` starts its workflow again")
     member_commands = member.add_subparsers(required=True, metavar="ACTION")
+    show = member_commands.add_parser(
+        "show", help="(the default: `goldenroute member ID`) stage, F, subscription, channels, then every event "
+                     "and touch in time order with its outcome and rule, in the member's timezone")
+    show.add_argument("member_id")
+    show.add_argument("--json", action="store_true", help="print {member, timeline} as JSON")
+    show.set_defaults(command=_member_show)
     restore = member_commands.add_parser(
         "restore", help="start a member whose run failed or was terminated again, from its event log and "
                         "decided touches in PostgreSQL")
     restore.add_argument("member_id")
     restore.set_defaults(command=_member_restore)
     return parser
+
+
+MEMBER_ACTIONS = ("show", "restore", "-h", "--help")
+
+
+def _member_show_by_default(argv: list[str]) -> list[str]:
+    """``member ID`` means ``member show ID``."""
+    if len(argv) >= 2 and argv[0] == "member" and argv[1] not in MEMBER_ACTIONS:
+        return ["member", "show", *argv[1:]]
+    return argv
 
 
 def _report_name(text: str) -> str:
@@ -306,6 +323,22 @@ async def _state(settings: Settings, args: argparse.Namespace) -> int:
     print(f"next touch    {_when(view.next_touch_at)}")
     for touch in sorted(view.planned, key=lambda t: t.due_at):
         print(f"  {_when(touch.due_at)}  {touch.scenario} {touch.step}")
+    return 0
+
+
+async def _member_show(settings: Settings, args: argparse.Namespace) -> int:
+    from starter.member_view import UnknownMember, member_view, reach_temporal, to_json, to_text
+    from worker.main import database
+
+    settings = settings.with_dev_stack()
+    client, unreachable = await reach_temporal(settings)
+    async with database(settings) as pool:
+        try:
+            view = await member_view(pool, client, args.member_id, unreachable)
+        except UnknownMember as error:
+            print(f"goldenroute: {error}", file=sys.stderr)
+            return 1
+    print(to_json(view) if args.json else to_text(view))
     return 0
 
 
