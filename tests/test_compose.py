@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 import tomllib
+from fnmatch import fnmatchcase as fnmatch
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -398,8 +399,15 @@ def test_dockerfile_installs_every_package_and_runs_unprivileged():
         shlex.split(args)[0].rstrip("/") for keyword, args in instructions if keyword == "COPY"
     }
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    # Top-level directories: a subpackage (activities.migrations) ships with its parent.
-    packages = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
+    # Top-level directories of the packages found as setuptools finds them (regular packages
+    # whose dotted name matches an include pattern): a subpackage ships with its parent.
+    find = pyproject["tool"]["setuptools"]["packages"]["find"]
+    assert find.get("namespaces") is False and "exclude" not in find
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ROOT.iterdir() if top.is_dir() and not top.name.startswith(".")
+             for init in top.rglob("__init__.py")}
+    packages = {name.split(".")[0] for name in found if any(fnmatch(name, p) for p in find["include"])}
+    assert {"workflows", "activities", "worker", "starter"} <= packages, packages
     assert {"pyproject.toml", *packages} <= copied, f"not copied: {packages - copied}"
     if "readme" in pyproject["project"]:
         assert pyproject["project"]["readme"] in copied
