@@ -23,7 +23,7 @@ def run() -> None:
     has done its work (temporalio/sdk-python#300), which would turn success into
     exit status 134."""
     code = main()
-    sys.stdout.flush()
+    _flush_stdout()
     sys.stderr.flush()
     os._exit(code)
 
@@ -38,12 +38,48 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     try:
-        return asyncio.run(args.command(settings, args))
+        code = asyncio.run(args.command(settings, args))
     except KeyboardInterrupt:
         return 130
     except (RuntimeError, RPCError, OSError) as error:
         print(f"goldenroute: {error}", file=sys.stderr)
         return 1
+    _flush_stdout()  # a short output reaches a closed pipe only here
+    return code
+
+
+def emit(output: str | bytes) -> None:
+    """Print a command's result on standard output (bytes as they are, text with a newline)
+    and flush it. If its reader has gone (``goldenroute report … | head -1``), it took what
+    it wanted: the command goes on to exit as it would have, without a traceback."""
+    try:
+        if isinstance(output, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(output)
+        else:
+            print(output)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _flush_stdout() -> None:
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _reader_gone()
+
+
+def _reader_gone() -> None:
+    """Standard output's reader closed it. As the Python docs advise (signal module, "Note on
+    SIGPIPE"), standard output is pointed at /dev/null, so that what is left in its buffer
+    cannot fail again on the way out."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # a stdout without a file descriptor: nothing to point
+        pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -286,11 +322,8 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             return 2
     finally:
         await pool.close()
-    if args.csv:  # bytes: UTF-8 with a BOM for Excel, whatever the terminal's encoding
-        sys.stdout.flush()
-        sys.stdout.buffer.write(report.csv_bytes())
-    else:
-        print(report.to_json() if args.json else report.to_text())
+    # --csv as bytes: UTF-8 with a BOM for Excel, whatever the terminal's encoding.
+    emit(report.to_json() if args.json else report.csv_bytes() if args.csv else report.to_text())
     return 0
 
 
@@ -389,7 +422,7 @@ async def _preview(settings: Settings, args: argparse.Namespace) -> int:
         sdk_log.setLevel(level)
     for note in report_problems(preview):
         print(f"goldenroute: {note}", file=sys.stderr)
-    print(to_json(preview) if args.json else to_table(preview))
+    emit(to_json(preview) if args.json else to_table(preview))
     return 0
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -241,3 +243,24 @@ def test_a_40_month_buyer_gets_s08_and_s09_in_its_third_year_and_nothing_expires
     assert len(s08) == 6 and all(b - a >= timedelta(days=180) for a, b in zip(s08, s08[1:]))
     keys = [(t["scenario"], t["step"], t["due_at"]) for t in touches]
     assert len(keys) == len(set(keys))  # one outcome per (scenario, step, day)
+
+
+# --- a closed pipe: `goldenroute preview … | head -2` ------------------------------------------
+
+
+def test_a_reader_that_goes_away_ends_the_preview_quietly_with_0():
+    example = str(EXAMPLES / "02_sample_never_buys.ndjson")
+    # The reader is gone before the first byte, so that the write certainly fails (EPIPE) …
+    run = subprocess.Popen([sys.executable, "-m", "starter.cli", "preview", example, "--days", "30"],
+                           cwd=EXAMPLES.parent.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()
+    err = run.stderr.read().decode()
+    assert run.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "Broken pipe" not in err and "Errno" not in err
+    # … and `| head -2`, literally.
+    piped = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"{sys.executable} -m starter.cli preview {example} --days 30 | head -2"],
+        cwd=EXAMPLES.parent.parent, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "Traceback" not in piped.stderr, piped.stderr
+    assert piped.stdout.startswith("member C-2025-0002 (Asia/Tokyo): 2026-04-10T12:30+09:00")
+    assert len(piped.stdout.splitlines()) == 2

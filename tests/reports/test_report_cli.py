@@ -6,9 +6,12 @@ import codecs
 import csv
 import io
 import json
+import os
+import subprocess
 import sys
 import types
 from datetime import datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -137,3 +140,36 @@ def test_dashboard_calls_write_dashboard(shop, monkeypatch, tmp_path, capsys):
     assert out.read_text() == "<html></html>"
     assert "wrote" in capsys.readouterr().out
 
+
+# --- a closed pipe: `goldenroute report … | head -1` -----------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-m", "starter.cli"]  # starter.cli's run(): the console script's own exit path
+
+
+def test_a_reader_that_goes_away_ends_the_report_quietly_with_0(shop):
+    # `| head -1`, literally (head may read everything before it exits: then no pipe breaks) …
+    piped = subprocess.run(["bash", "-o", "pipefail", "-c", f"{' '.join(CLI)} report scenarios | head -1"],
+                           cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "シナリオ別KPI (ホールドアウト比較) — 期間 全期間\n", "")
+    # … and a reader that is gone before the first byte, so that the write certainly fails (EPIPE).
+    for output in ([], ["--csv"], ["--json"]):
+        run = subprocess.Popen([*CLI, "report", "scenarios", *output], cwd=REPO,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        run.stdout.close()
+        err = run.stderr.read().decode()
+        assert run.wait(timeout=120) == 0, err
+        assert "Traceback" not in err and "Broken pipe" not in err and "Errno" not in err
+
+
+@pytest.mark.parametrize("output", [[], ["--csv"], ["--json"]])
+def test_main_with_a_closed_pipe_for_stdout_returns_0(shop, monkeypatch, capsys, output):
+    read, write = os.pipe()
+    os.close(read)
+    closed = open(write, "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", closed)
+    try:
+        assert main(["report", "funnel", *output]) == 0
+    finally:
+        closed.close()  # what was left in its buffer goes to /dev/null now, without an error
+    assert capsys.readouterr().err == ""
