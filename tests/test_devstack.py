@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -17,7 +21,9 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from worker.devstack import DevStack, free_port, start_embedded_postgres, start_temporal_dev_server
+from worker.devstack import (DevStack, free_port, recover_leftovers, start_embedded_postgres,
+                             start_temporal_dev_server)
+from worker.discovery import RunningStack, publish
 from worker.settings import Settings
 from workflows.search import CLI_TYPES
 
@@ -202,4 +208,213 @@ async def test_dev_stack_stops_temporal_when_cancelled_while_running_or_starting
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not entered.is_set()  # cancelled while the server was still starting
+    assert not _processes_using(tmp_path / "temporal.db")
+
+
+# --- one stack per home; a killed `goldenroute dev` leaves servers behind, the next one recovers ---
+
+BIN = Path(sys.executable).parent
+EXAMPLE = PROJECT / "examples" / "sample_converts.ndjson"
+EXAMPLE_MEMBER = "m-sample-001"
+STARTUP_TIMEOUT = 60.0
+
+
+def _goldenroute() -> list[str]:
+    script = BIN / "goldenroute"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "starter.cli"]
+
+
+def _dev_env(home: Path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items()
+           if name not in {"TEMPORAL_ADDRESS", "DATABASE_URL", "TEMPORAL_NAMESPACE", "TASK_QUEUE"}}
+    env.update({
+        "GOLDENROUTE_HOME": str(home), "XDG_STATE_HOME": str(home / "user-state"),
+        "TEMPORAL_PORT": str(free_port()), "TEMPORAL_UI_PORT": str(free_port()),
+        "INGRESS_PORT": str(free_port()), "METRICS_PORT": str(free_port()),
+        "LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1",
+    })
+    return env
+
+
+def _start_dev(env: dict[str, str], stderr_file: Path) -> subprocess.Popen[bytes]:
+    with stderr_file.open("wb") as stderr:
+        return subprocess.Popen([*_goldenroute(), "dev"], cwd=PROJECT, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True)
+
+
+def _wait_until_up(process: subprocess.Popen[bytes], stderr_file: Path) -> str:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        text = stderr_file.read_text(errors="replace")
+        if '"worker.started"' in text:
+            return text
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"`goldenroute dev` not up (exit code {process.poll()}):\n{text[-4000:]}")
+        time.sleep(0.1)
+
+
+def _log_events(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _servers(home: Path) -> dict[str, list[int]]:
+    """The Temporal dev server and the PostgreSQL postmaster running on this home's data."""
+    found: dict[str, list[int]] = {"temporal": [], "postgres": []}
+    for process in _processes_using(home):
+        with contextlib.suppress(psutil.Error):
+            name = Path(process.cmdline()[0]).name
+            if name in found:
+                found[name].append(process.pid)
+    return found
+
+
+def _stop_leftovers(processes: list[subprocess.Popen[bytes]], home: Path) -> None:
+    """Whatever happened above, leave nothing running: only what this test started, by PID."""
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+    leftovers = _processes_using(home)
+    for leftover in leftovers:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            leftover.terminate()
+    _, alive = psutil.wait_procs(leftovers, timeout=10)
+    for leftover in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            leftover.kill()
+
+
+def _run(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([*_goldenroute(), *args], cwd=PROJECT, env=env, input=stdin,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _member_state(env: dict[str, str]) -> dict:
+    deadline = time.monotonic() + 30
+    while True:
+        state = json.loads(_run(env, "state", EXAMPLE_MEMBER, "--json").stdout)
+        if state["purchase_count"] == 1 or time.monotonic() > deadline:  # its events folded in
+            return state
+        time.sleep(0.3)
+
+
+async def _events_logged(database_url: str) -> int:
+    connection = await asyncpg.connect(database_url)
+    try:
+        return await connection.fetchval("SELECT count(*) FROM member_events WHERE member_id = $1", EXAMPLE_MEMBER)
+    finally:
+        await connection.close()
+
+
+async def test_a_killed_dev_leaves_servers_that_the_next_dev_stops_and_starts_afresh(tmp_path: Path) -> None:
+    home = (tmp_path / "home").resolve()
+    env = _dev_env(home)
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        first = _start_dev(env, tmp_path / "first.log")
+        started.append(first)
+        _wait_until_up(first, tmp_path / "first.log")
+        record = json.loads((home / "dev-stack.json").read_text())
+        _run(env, "send", str(EXAMPLE))
+        before = _member_state(env)
+        assert before["purchase_count"] == 1, before
+        logged = await _events_logged(record["database_url"])
+        assert logged == len(EXAMPLE.read_text().splitlines())
+
+        os.kill(first.pid, signal.SIGKILL)  # the dev process only: its servers run in sessions of their own
+        first.wait(10)
+        left = _servers(home)
+        assert left == {"temporal": [record["pids"]["temporal"]], "postgres": [record["pids"]["postgres"]]}
+
+        second = _start_dev(env, tmp_path / "second.log")  # the same home and ports
+        started.append(second)
+        text = _wait_until_up(second, tmp_path / "second.log")
+        assert "goldenroute dev stack is up" in text
+        stopped = {(e["process"], e["pid"]) for e in _log_events(text) if e.get("event") == "devstack.leftover"}
+        assert stopped == {("temporal", record["pids"]["temporal"]), ("postgres", record["pids"]["postgres"])}
+        now = _servers(home)
+        assert len(now["temporal"]) == 1 and len(now["postgres"]) == 1, now
+        assert not set(now["temporal"] + now["postgres"]) & set(left["temporal"] + left["postgres"])
+        republished = json.loads((home / "dev-stack.json").read_text())
+        assert republished["pids"] == {"dev": second.pid, "temporal": now["temporal"][0],
+                                       "postgres": now["postgres"][0]}
+
+        # What was sent before is still there: in the workflow, and in the event log.
+        after = _member_state(env)
+        assert {k: after[k] for k in ("member_id", "purchase_count", "stage")} == \
+            {k: before[k] for k in ("member_id", "purchase_count", "stage")}
+        assert await _events_logged(republished["database_url"]) == logged
+
+        second.send_signal(signal.SIGINT)
+        assert second.wait(30) == 0
+        deadline = time.monotonic() + 10
+        while _processes_using(home) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert _servers(home) == {"temporal": [], "postgres": []}
+    finally:
+        _stop_leftovers(started, home)
+
+
+async def test_a_stranger_on_the_port_is_named_and_nothing_of_ours_is_stopped(tmp_path: Path) -> None:
+    home = (tmp_path / "home").resolve()
+    # A PostgreSQL left running in this home (as by a killed dev), and a stranger on the Temporal port.
+    leftover = subprocess.run([sys.executable, "-c", START_POSTGRES_AND_PRINT_PID, str(home / "pgdata")],
+                              cwd=PROJECT, capture_output=True, text=True, check=True, timeout=60)
+    postgres_pid = int(leftover.stdout.split()[-1])
+    port = free_port()
+    stranger = subprocess.Popen(
+        [sys.executable, "-c", "import socket, sys, time\n"
+         "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); print('ready', flush=True)\n"
+         "time.sleep(120)", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stranger.stdout is not None and stranger.stdout.readline().strip() == "ready"
+        settings = Settings(home=home, temporal_port=port, ui_port=free_port())
+        with pytest.raises(RuntimeError) as raised:
+            async with DevStack(settings):
+                pass
+        message = str(raised.value)
+        assert f"port {port} (TEMPORAL_PORT)" in message and f"pid {stranger.pid} (" in message, message
+        assert "nothing was stopped" in message
+        assert stranger.poll() is None
+        assert psutil.pid_exists(postgres_pid) and _servers(home)["postgres"] == [postgres_pid]
+        assert not settings.dev_stack_file.exists()
+    finally:
+        stranger.kill()
+        stranger.wait()
+        start_embedded_postgres(home / "pgdata").stop()
+
+
+def test_a_stale_record_naming_other_processes_gets_none_of_them_signalled(tmp_path: Path) -> None:
+    """PIDs are recycled: a record's PID counts only when its command line names this home's data."""
+    home = (tmp_path / "home").resolve()
+    home.mkdir()
+    strangers = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) for _ in range(2)]
+    try:
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        record = RunningStack(temporal_address="127.0.0.1:1", home=str(home),
+                              pids={"dev": dead.pid, "temporal": strangers[0].pid, "postgres": strangers[1].pid})
+        publish(home / "dev-stack.json", record)
+        leftovers = recover_leftovers(home, postgres=True, temporal=True, ports={})
+        assert (leftovers.temporal, leftovers.postgres, leftovers.dev_pid) == ([], None, dead.pid)
+        assert all(s.poll() is None for s in strangers)
+    finally:
+        for stranger in strangers:
+            stranger.kill()
+            stranger.wait()
+
+
+async def test_a_second_dev_on_the_same_home_is_refused_and_stops_nothing(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url="postgresql://x@y/z",
+                        temporal_port=free_port(), ui_port=free_port())
+    async with DevStack(settings) as running:
+        other = settings.model_copy(update={"temporal_port": free_port(), "ui_port": free_port()})
+        with pytest.raises(RuntimeError, match=rf"another goldenroute dev \(pid {os.getpid()}\) is running"):
+            async with DevStack(other):
+                pass
+        client = await Client.connect(running.settings.temporal_address, namespace=settings.temporal_namespace)
+        await client.count_workflows()  # still serving
+        assert json.loads(settings.dev_stack_file.read_text())["pids"]["dev"] == os.getpid()
     assert not _processes_using(tmp_path / "temporal.db")

