@@ -22,6 +22,7 @@ from activities.projection import project
 from activities.channels import ChannelAdapter, OutboundMessage, OutboxAdapter, default_adapters
 from activities.contacts import FIELDS
 from activities.render import RenderError, render
+from worker import metrics
 from workflows.events import Contact
 from workflows.messages import DeliveryRequest, DeliveryResult, OutcomeBatch, OutcomeBatchResult
 from workflows.touches import Outcome
@@ -65,6 +66,18 @@ class DeliveryActivities:
     @activity.defn(name="deliver_touch")
     async def deliver(self, request: DeliveryRequest) -> DeliveryResult:
         """Exactly once per idempotency key, however often it is retried or replayed."""
+        with metrics.timed("deliver_touch"):
+            try:
+                result = await self._deliver(request)
+            except Exception:
+                if request.outcome is Outcome.SENT and request.channel is not None:
+                    metrics.delivery(request.channel.value, "failed")
+                raise
+        if result.recorded:  # committed, and inserted by this attempt: a retry records nothing
+            metrics.touches_recorded([(request.scenario, request.outcome.value)])
+        return result
+
+    async def _deliver(self, request: DeliveryRequest) -> DeliveryResult:
         async with self._pool.acquire() as conn, conn.transaction():
             if request.projection is not None:  # the member's read model rides along, in the same commit
                 await project(conn, request.projection)
@@ -77,6 +90,7 @@ class DeliveryActivities:
             )
             if delivered_at is not None:
                 log.info("delivery.duplicate", key=request.key)
+                metrics.delivery(request.channel.value, "duplicate")
                 return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
             outbound = await self._outbound(conn, request)
             adapter = self._adapters.get(request.channel, self._default)
@@ -85,17 +99,22 @@ class DeliveryActivities:
             await conn.execute(
                 "UPDATE touches SET delivered_at = $2 WHERE idempotency_key = $1", request.key, delivered_at
             )
+        metrics.delivery(request.channel.value, "sent")  # committed
         return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
 
     @activity.defn(name="record_outcomes")
     async def record_outcomes(self, batch: OutcomeBatch) -> OutcomeBatchResult:
         """Every touch of a wake-up that is not sent, and the member's projection, in one transaction."""
-        async with self._pool.acquire() as conn, conn.transaction():
-            if batch.projection is not None:
-                await project(conn, batch.projection)
-            status = await conn.execute(_RECORD_MANY, *(list(c) for c in zip(*map(_record_args, batch.touches))))\
-                if batch.touches else "INSERT 0 0"
-        return OutcomeBatchResult(recorded=int(status.split()[-1]))
+        with metrics.timed("record_outcomes"):
+            async with self._pool.acquire() as conn, conn.transaction():
+                if batch.projection is not None:
+                    await project(conn, batch.projection)
+                # RETURNING: the touches this attempt inserted, for the metrics (a retry inserts none).
+                inserted = await conn.fetch(_RECORD_MANY + " RETURNING scenario, outcome",
+                                            *(list(c) for c in zip(*map(_record_args, batch.touches))))\
+                    if batch.touches else []
+        metrics.touches_recorded((row["scenario"], row["outcome"]) for row in inserted)  # committed
+        return OutcomeBatchResult(recorded=len(inserted))
 
     async def _outbound(self, conn: asyncpg.Connection, request: DeliveryRequest) -> OutboundMessage:
         row = await conn.fetchrow(_CONTACT, request.member_id)

@@ -20,7 +20,8 @@ from activities.contacts import ContactActivities
 from activities.delivery import DeliveryActivities
 from activities.projection import ProjectionActivities
 from activities.restore import RestoreActivities
-from worker.client import connect, metrics_runtime
+from worker.client import connect
+from worker.metrics import serve_metrics
 from worker.settings import Settings
 from workflows.member import MemberWorkflow
 
@@ -109,19 +110,21 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    client = await connect(settings, metrics_runtime(settings.metrics_port))
-    async with database(settings) as pool:
-        worker = build_worker(client, pool, settings)
-        log.info("worker.started", task_queue=settings.task_queue, namespace=settings.temporal_namespace,
-                 temporal=settings.temporal_address, metrics_port=settings.metrics_port or None)
-        running = asyncio.create_task(worker.run())
-        stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        if not running.done():
-            log.info("worker.stopping", grace_seconds=GRACEFUL_SHUTDOWN.total_seconds())
-            await worker.shutdown()
-        stopping.cancel()
-        await running
+    # METRICS_PORT: the SDK's metrics and the business metrics of worker.metrics, on one endpoint.
+    with serve_metrics(settings.metrics_port) as runtime:
+        client = await connect(settings, runtime)
+        async with database(settings) as pool:
+            worker = build_worker(client, pool, settings)
+            log.info("worker.started", task_queue=settings.task_queue, namespace=settings.temporal_namespace,
+                     temporal=settings.temporal_address, metrics_port=settings.metrics_port or None)
+            running = asyncio.create_task(worker.run())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not running.done():
+                log.info("worker.stopping", grace_seconds=GRACEFUL_SHUTDOWN.total_seconds())
+                await worker.shutdown()
+            stopping.cancel()
+            await running
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     log.info("worker.stopped")
