@@ -222,7 +222,7 @@ async def _dev(settings: Settings, args: argparse.Namespace) -> int:
             f"  Postgres:  {running.database_url}\n"
             f"  Worker:    task queue {running.task_queue}\n"
             f"  HTTP:      {ingress.url}/v1/events ({signing}); OpenAPI {ingress.url}/docs\n"
-            f"Send events with `goldenroute send examples/sample_converts.ndjson`; Ctrl-C stops everything.",
+            f"Send events with `goldenroute send examples/sample_converts.ndjson --now`; Ctrl-C stops everything.",
             file=sys.stderr, flush=True,
         )
         await run_worker(running)
