@@ -371,7 +371,7 @@ async def _member_show(settings: Settings, args: argparse.Namespace) -> int:
         except UnknownMember as error:
             print(f"goldenroute: {error}", file=sys.stderr)
             return 1
-    print(to_json(view) if args.json else to_text(view))
+    emit(to_json(view) if args.json else to_text(view))
     return 0
 
 
