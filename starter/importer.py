@@ -132,7 +132,8 @@ async def _forward(settings, pool, member_ids: Sequence[str]) -> None:
         print(f"goldenroute: Temporal is not reachable ({error}); the events are stored and the running "
               f"engine forwards them to the members' workflows", file=sys.stderr)
         return
-    result = await Forwarder(pool, client, settings.task_queue).forward_pending(member_ids)
+    with _bar("forwarding", "members", len(member_ids)) as bar:
+        result = await Forwarder(pool, client, settings.task_queue).forward_pending(member_ids, progress=bar.update)
     print(f"forwarded {result.forwarded} events to {result.members} members"
           + (f"; {result.waiting} members wait for the engine to forward theirs" if result.waiting else ""))
     for refusal in result.refused:
@@ -174,7 +175,6 @@ def summary(result: CartImport, stored: Stored, dry_run: bool) -> str:
 
 
 def _bar(desc: str, unit: str, total: int | None = None):
-    from tqdm import tqdm
+    from starter.progress import progress_bar
 
-    # disable=None: a bar on a terminal only, nothing in a pipe, a log or CI.
-    return tqdm(total=total, desc=desc, unit=f" {unit}", disable=None, file=sys.stderr, leave=False)
+    return progress_bar(desc, unit, total)

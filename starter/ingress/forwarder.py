@@ -16,7 +16,7 @@ idempotent, so a duplicate signal changes nothing.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -103,8 +103,12 @@ class Forwarder:
             except asyncio.TimeoutError:
                 pass
 
-    async def forward_pending(self, member_ids: Sequence[str] | None = None) -> ForwardResult:
-        """One round: every member with unforwarded events (or these members), each in seq order."""
+    async def forward_pending(self, member_ids: Sequence[str] | None = None,
+                              progress: Callable[[], None] | None = None) -> ForwardResult:
+        """One round: every member with unforwarded events (or these members), each in seq order.
+
+        ``progress`` is called once per member done (a progress bar's update).
+        """
         if member_ids is None:
             members = [r["member_id"] for r in await self._pool.fetch(_PENDING_MEMBERS, BATCH_MEMBERS)]
         else:
@@ -118,6 +122,8 @@ class Forwarder:
         async def one(member_id: str) -> None:
             async with gate:
                 await self._forward_member(member_id, result)
+            if progress is not None:
+                progress()
 
         await asyncio.gather(*(one(m) for m in members))
         if result.forwarded or result.waiting:

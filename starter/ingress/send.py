@@ -16,6 +16,7 @@ import asyncpg
 from temporalio.client import Client
 
 from starter.ingress.forwarder import Forwarder, ForwardResult
+from starter.progress import progress_bar
 from starter.ingress.log import ACCEPTED, DUPLICATE, ERASED, REJECTED, Verdict, accept
 from starter.ingress.parse import Parsed, parse_lines
 from starter.ingress.shift import Shift, shift_to_now
@@ -63,7 +64,9 @@ async def send(settings: Settings, data: bytes, now: datetime | None = None) -> 
             sent.verdicts = await accept(pool, sent.parsed.numbered, source="cli")
             members = sorted({v.member_id for v in sent.verdicts if v.status != REJECTED and v.member_id})
             if members and client is not None:
-                sent.forwarded = await Forwarder(pool, client, settings.task_queue).forward_pending(members)
+                with progress_bar("forwarding", "members", len(members)) as bar:
+                    sent.forwarded = await Forwarder(pool, client, settings.task_queue).forward_pending(
+                        members, progress=bar.update)
             if members:
                 sent.pending = await pool.fetchval(_PENDING, members)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
