@@ -20,12 +20,12 @@ It is a TOML file with one table per SKU, in the shape the shop configuration
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from starter.ingress.carts.tomlfile import parse_toml
 from workflows.events import MAX_SUPPLY_DAYS, LineRole
 
 
@@ -63,13 +63,7 @@ class Catalogue(BaseModel):
 
 
 def parse_catalogue(text: str, origin: str = "catalogue") -> Catalogue:
-    try:
-        return Catalogue.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as error:
-        raise CatalogueError(f"{origin}: not TOML: {error}") from None
-    except ValidationError as error:
-        raise CatalogueError(f"{origin}: " + "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())) from None
+    return parse_toml(Catalogue, text, origin, CatalogueError)
 
 
 def load_catalogue(path: str | Path) -> Catalogue:

@@ -32,22 +32,14 @@ complete one with 定期 columns. Every column the map names must be in the expo
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from starter.ingress.carts.cartmap import CartMap, MapError
+from starter.ingress.carts.tomlfile import parse_toml
 
 
 def parse_map(text: str, origin: str = "map") -> CartMap:
-    try:
-        return CartMap.model_validate(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as error:
-        raise MapError(f"{origin}: not TOML: {error}") from None
-    except ValidationError as error:
-        raise MapError(f"{origin}: " + "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(map)'}: {e['msg']}" for e in error.errors())) from None
+    return parse_toml(CartMap, text, origin, MapError, root="(map)")
 
 
 def load_map(path: str | Path) -> CartMap:
