@@ -221,8 +221,11 @@ async def _wait_until_serving(server: TemporalDevServer, namespace: str, timeout
                 f"tail of {server.log_file}:\n{_tail(server.log_file)}"
             )
         try:
-            if await asyncio.wait_for(_serves(server.address, namespace), remaining):
-                return
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for drops a cancellation that
+            # arrives as the check completes, and a stack cancelled while starting ran on.
+            async with asyncio.timeout(remaining):
+                if await _serves(server.address, namespace):
+                    return
         except Exception as error:  # refused / RPC errors while the frontend comes up
             log.debug("temporal.not_ready", error=str(error))
         await asyncio.sleep(0.2)
