@@ -1,19 +1,12 @@
-"""The one place that builds a Temporal client (and, for workers, the runtime with metrics)."""
+"""The one place that builds a Temporal client (and the quiet runtime of the preview and the benchmarks)."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
 from worker.settings import Settings
-
-
-def metrics_runtime(port: int) -> Runtime | None:
-    """A runtime that serves the SDK's Prometheus metrics on ``port`` (0: none)."""
-    if port == 0:
-        return None
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=f"0.0.0.0:{port}")))
 
 
 _quiet: Runtime | None = None
