@@ -47,6 +47,7 @@ DORMANT_AFTER = timedelta(days=90)
 MAX_ORDERS = 24
 MAX_HELD = 24
 MAX_SIGNS = 12
+MAX_TOUCHES = 100  # the first release's ledger (record_touches)
 # "Not again within N days" (seed): S08 once per 180 days, S09 not within 90, S12 not within 30.
 LOYALTY_EVERY = timedelta(days=180)
 CROSS_SELL_EVERY = timedelta(days=90)
@@ -185,11 +186,12 @@ def advance_clock(state: MemberState, now: datetime) -> MemberState:
     return state.model_copy(update={"as_of": now})
 
 
-def record_touches(state: MemberState, records: list[TouchRecord], keep: int = 100) -> MemberState:
-    """Add touch outcomes keeping the newest ``keep`` (the first release's ledger; see ``scenarios.record``)."""
+def record_touches(state: MemberState, records: list[TouchRecord]) -> MemberState:
+    """Add touch outcomes keeping the newest MAX_TOUCHES: the first release's ledger, for members
+    whose run started before ``scenarios.record`` replaced it."""
     if not records:
         return state
-    return state.model_copy(update={"touches": (state.touches + tuple(records))[-keep:]})
+    return state.model_copy(update={"touches": (state.touches + tuple(records))[-MAX_TOUCHES:]})
 
 
 def apply(state: MemberState, event: ev.MemberEvent) -> MemberState:
