@@ -23,11 +23,11 @@ from workflows.lifecycle import (
     CROSS_SELL,
     CROSS_SELL_EVERY,
     LOYALTY,
-    LOYALTY_EVERY,
     MemberState,
     OrderRecord,
     SubscriptionStatus,
 )
+from workflows.rules import DEFAULT_RULES, Rules
 
 REGISTERED_WITHIN = timedelta(days=180)  # S05 (seed)
 CROSS_LAPSED_FROM, CROSS_LAPSED_TO = timedelta(days=31), timedelta(days=90)  # S10 (seed)
@@ -120,7 +120,7 @@ def _bought_main_before(state: MemberState, moment: datetime) -> bool:
 # --- the twelve ------------------------------------------------------------------------
 
 
-def sample_to_main(state: MemberState) -> list[Entry]:
+def sample_to_main(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S01: the latest sample asked for while F = 0; any order exits."""
     sample = state.latest_sample()
     if sample is None or sample.placed_at is None or _bought_main_before(state, sample.placed_at):
@@ -136,7 +136,7 @@ def sample_to_main(state: MemberState) -> list[Entry]:
                        "exit:order_placed")]
 
 
-def trial_to_main(state: MemberState) -> list[Entry]:
+def trial_to_main(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S02: the latest trial order placed while F = 0; a main purchase exits."""
     trials = [o for o in state.placed() if o.is_trial]
     if not trials:
@@ -149,7 +149,8 @@ def trial_to_main(state: MemberState) -> list[Entry]:
         occurrence=trial.order_id,
         moments={"entry": trial.placed_at, "run_out": trial.run_out_at},
         supply_days=trial.supply_days,
-        context={"order_id": trial.order_id, "run_out_date": trial.run_out_at.date().isoformat()},
+        context={"order_id": trial.order_id, "sku": trial.trial_sku or "",
+                 "run_out_date": trial.run_out_at.date().isoformat()},
     )
     mains = [m.placed_at for m in state.main_purchases() if m.placed_at]
     return [_with_exit(entry, _first_after(mains, trial.placed_at), "exit:main_purchase")]
@@ -159,17 +160,17 @@ def _nth_purchase(state: MemberState, f: int, next_means: str) -> list[Entry]:
     return [main_purchase_entry(o, nxt, next_means) for n, o, nxt in _mains_with_next(state) if n == f]
 
 
-def f1_to_f2(state: MemberState) -> list[Entry]:
+def f1_to_f2(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S03: the 1st main purchase; the 2nd exits."""
     return _nth_purchase(state, 1, "exit:main_purchase")
 
 
-def f2_to_f3(state: MemberState) -> list[Entry]:
+def f2_to_f3(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S04: the 2nd main purchase; the 3rd exits."""
     return _nth_purchase(state, 2, "exit:main_purchase")
 
 
-def onboarding(state: MemberState) -> list[Entry]:
+def onboarding(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S05: the 3rd main purchase, for members registered at most 180 days before it."""
     registered = state.registered_at
     return [
@@ -178,7 +179,7 @@ def onboarding(state: MemberState) -> list[Entry]:
     ]
 
 
-def subscription_upsell(state: MemberState) -> list[Entry]:
+def subscription_upsell(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S06: normal main purchases with no running subscription; a subscription start exits."""
     starts = [s.started_at for s in state.subscriptions.values() if s.started_at]
     entries = []
@@ -191,7 +192,7 @@ def subscription_upsell(state: MemberState) -> list[Entry]:
     return entries
 
 
-def subscription_resume(state: MemberState) -> list[Entry]:
+def subscription_resume(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S07: each subscription's latest pause; resuming or cancelling after it exits."""
     entries = []
     for sub in state.subscriptions.values():
@@ -213,13 +214,15 @@ def _status_word(status: SubscriptionStatus) -> str:
     return "resumed" if status is SubscriptionStatus.ACTIVE else status.value
 
 
-def loyalty(state: MemberState) -> list[Entry]:
-    """S08: main purchases that bring F to 4 or more, at most one entry per 180 days."""
-    candidates = [main_purchase_entry(o, nxt, None) for n, o, nxt in _mains_with_next(state) if n >= 4]
-    return _spaced(candidates, LOYALTY_EVERY, state.chain(LOYALTY))[-2:]
+def loyalty(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
+    """S08: main purchases that bring F to 4 or more (the shop's N回目), at most one entry per
+    180 days (the shop's spacing)."""
+    from_purchase, every = rules.loyalty()
+    candidates = [main_purchase_entry(o, nxt, None) for n, o, nxt in _mains_with_next(state) if n >= from_purchase]
+    return _spaced(candidates, every, state.chain(LOYALTY))[-2:]
 
 
-def cross_sell(state: MemberState) -> list[Entry]:
+def cross_sell(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S09: the 3rd and later main purchases of members who never bought a cross line."""
     crosses = _cross_purchases_at(state)
     candidates = [
@@ -233,7 +236,7 @@ def cross_sell(state: MemberState) -> list[Entry]:
     ]
 
 
-def cross_sell_revival(state: MemberState) -> list[Entry]:
+def cross_sell_revival(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S10: an order without a cross line while the latest cross purchase is 31–90 days old."""
     crosses = state.cross_purchases()
     entries: dict[str, Entry] = {}
@@ -251,19 +254,27 @@ def cross_sell_revival(state: MemberState) -> list[Entry]:
             entry = Entry(
                 occurrence=latest.order_id,
                 moments={"entry": order.placed_at},
-                context={"order_id": order.order_id, "cross_order_id": latest.order_id},
+                context={"order_id": order.order_id, "cross_order_id": latest.order_id,
+                         "sku": order.main_sku or _latest_main_sku(state, order.placed_at),
+                         "cross_sku": latest.cross_sku or ""},
             )
             later = [c.placed_at for c in crosses if c.placed_at]
             entries[latest.order_id] = _with_exit(entry, _first_after(later, order.placed_at), "exit:cross_purchase")
     return list(entries.values())[-2:]
 
 
-def reactivation(state: MemberState) -> list[Entry]:
+def _latest_main_sku(state: MemberState, before: datetime) -> str:
+    """The main product the member bought last by ``before``: what a recommendation fits."""
+    skus = [m.main_sku for m in state.main_purchases() if m.placed_at and m.placed_at <= before and m.main_sku]
+    return skus[-1] if skus else ""
+
+
+def reactivation(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S11: the latest main purchase, timed from its order; the next main purchase exits."""
     return [main_purchase_entry(o, nxt, "exit:main_purchase") for _, o, nxt in _mains_with_next(state)[-2:]]
 
 
-def churn_prevention(state: MemberState) -> list[Entry]:
+def churn_prevention(state: MemberState, rules: Rules = DEFAULT_RULES) -> list[Entry]:
     """S12: a churn signal or a lengthened interval, at most one entry per 30 days."""
     signs: dict[datetime, str] = {}
     for sign in state.churn_signs():

@@ -47,6 +47,8 @@ class OrderRecord(_Fact):
     is_sample: bool = False
     placed_at: datetime | None = None  # None: only its shipment or cancellation is known (held)
     main_sku: str | None = None
+    cross_sku: str | None = None  # the first cross line's: what S10 asks after
+    trial_sku: str | None = None  # the first trial line's: what S02 leads on from
     main_supply_days: int = 0  # days_supply × quantity of its main line
     supply_days: int = 0  # of the sample, or of the longest line of a trial-only order
     roles: frozenset[ev.LineRole] = frozenset()

@@ -194,8 +194,13 @@ def record_touches(state: MemberState, records: list[TouchRecord]) -> MemberStat
     return state.model_copy(update={"touches": (state.touches + tuple(records))[-MAX_TOUCHES:]})
 
 
-def apply(state: MemberState, event: ev.MemberEvent) -> MemberState:
-    """Fold one event into the state. Pure: no I/O, no clock."""
+def apply(state: MemberState, event: ev.MemberEvent,
+          loyalty: tuple[int, timedelta] = (4, LOYALTY_EVERY)) -> MemberState:
+    """Fold one event into the state. Pure: no I/O, no clock.
+
+    ``loyalty`` is S08's rule in force (from which main purchase, how far apart): the
+    purchases folded out of the state continue its spacing (``Rules.loyalty()``).
+    """
     if state.erased_at is not None:
         return state
     at = event.occurred_at
@@ -204,7 +209,7 @@ def apply(state: MemberState, event: ev.MemberEvent) -> MemberState:
         "as_of": _latest(state.as_of, at),
     }
     update.update(_FOLDS[type(event)](state, event))
-    return _compact(state.model_copy(update=update))
+    return _compact(state.model_copy(update=update), loyalty)
 
 
 def _stamp(event: ev.MemberEvent) -> Stamp:
@@ -277,9 +282,13 @@ def _order_placed(state: MemberState, event: ev.OrderPlaced) -> dict:
     if held.placed_at is not None:
         return {}
     main = next((line for line in event.lines if line.role is ev.LineRole.MAIN), None)
+    cross = next((line for line in event.lines if line.role is ev.LineRole.CROSS), None)
+    trial = next((line for line in event.lines if line.role is ev.LineRole.TRIAL), None)
     return _with_order(state, held.model_copy(update={
         "placed_at": event.occurred_at,
         "main_sku": main.sku if main else None,
+        "cross_sku": cross.sku if cross else None,
+        "trial_sku": trial.sku if trial else None,
         "main_supply_days": main.days_supply * main.quantity if main else 0,
         "supply_days": max(line.days_supply * line.quantity for line in event.lines),
         "roles": frozenset(line.role for line in event.lines),
@@ -364,11 +373,11 @@ _FOLDS = {
 # --- keeping the state bounded, exactly ---------------------------------------------
 
 
-def _compact(state: MemberState) -> MemberState:
-    return _compact_signs(_compact_orders(state))
+def _compact(state: MemberState, loyalty: tuple[int, timedelta] = (4, LOYALTY_EVERY)) -> MemberState:
+    return _compact_signs(_compact_orders(state, loyalty))
 
 
-def _compact_orders(state: MemberState) -> MemberState:
+def _compact_orders(state: MemberState, loyalty: tuple[int, timedelta]) -> MemberState:
     """Fold the oldest placed orders into the summaries once there are more than MAX_ORDERS."""
     placed = sorted((o for o in state.orders.values() if o.placed_at is not None),
                     key=lambda o: (o.placed_at, o.order_id))
@@ -380,21 +389,23 @@ def _compact_orders(state: MemberState) -> MemberState:
         return state
     archived, chains = state.archived, dict(state.chains)
     for order in dropped:  # oldest first, so each chain folds in time order
-        archived, chains = _archive(archived, chains, order)
+        archived, chains = _archive(archived, chains, order, loyalty)
     gone = {o.order_id for o in (*dropped, *dropped_held)}
     keep = {k: o for k, o in state.orders.items() if k not in gone}
     return state.model_copy(update={"orders": keep, "archived": archived, "chains": chains})
 
 
-def _archive(archived: ArchivedOrders, chains: dict, order: OrderRecord) -> tuple[ArchivedOrders, dict]:
+def _archive(archived: ArchivedOrders, chains: dict, order: OrderRecord,
+             loyalty: tuple[int, timedelta]) -> tuple[ArchivedOrders, dict]:
     if not order.counts or order.is_sample:
         return archived, chains
     at = order.placed_at
     assert at is not None
     if order.is_main_purchase:
         f = archived.main_purchases + 1
-        if f >= 4:  # S08: a main purchase that brings F to 4 or more
-            chains[LOYALTY] = chains.get(LOYALTY, Chain()).fold(at, LOYALTY_EVERY)
+        loyal_from, loyal_every = loyalty
+        if f >= loyal_from:  # S08: a main purchase that brings F to 4 (the shop's N) or more
+            chains[LOYALTY] = chains.get(LOYALTY, Chain()).fold(at, loyal_every)
         if f >= 3 and archived.cross_purchases == 0 and not order.has_cross:  # S09
             chains[CROSS_SELL] = chains.get(CROSS_SELL, Chain()).fold(at, CROSS_SELL_EVERY)
         archived = archived.model_copy(update={

@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
     from activities.projection import ProjectionActivities
     from activities.restore import RestoreActivities
-    from workflows import lifecycle, policy, scenarios, search
+    from workflows import lifecycle, policy, scenarios, search, versions
     from workflows.events import MemberEvent, MemberRegistered
     from workflows.lifecycle import MemberState, Stage
     from workflows.messages import (
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         Timeline,
     )
     from workflows.projection import ProjectionRequest
+    from workflows.rules import Rules
     from workflows.touches import Outcome, PlannedTouch, TouchRecord
 
 # A channel outage must not lose a touch: retry with backoff for up to a day.
@@ -55,6 +56,9 @@ LEDGER_PATCH = "exact-ledger-and-grace"
 # The ingress writes the event log before it forwards an event (durable acceptance):
 # the workflow writes only the members snapshot.
 INGRESS_LOG_PATCH = "event-log-written-by-the-ingress"
+# Each decision reads the version of the shop's configuration in force at its time
+# (workflows.versions), not the policy fixed in the input at the member's first start.
+CONFIG_PATCH = "shop-config-versions"
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
@@ -79,6 +83,10 @@ class MemberWorkflow:
         self._exact = False  # set at the start of ``run``: LEDGER_PATCH
         self._ingress_logs = False  # INGRESS_LOG_PATCH
         self._refused: list[str] = list(input.refused_events)
+        self._configured = False  # CONFIG_PATCH
+        self._version: int | None = input.config_version  # of the member's last decision
+        self._rules = Rules(policy=input.policy)
+        self._previous: tuple[Rules, datetime] | None = None  # at a transition: the rules before, since when
 
     @workflow.signal
     def event(self, event: MemberEvent) -> None:
@@ -103,6 +111,7 @@ class MemberWorkflow:
             refused_events=tuple(self._refused),
             sales_channel=state.profile.sales_channel,
             timezone=state.profile.timezone,
+            config_version=self._version if self._configured else None,
         )
 
     @workflow.query
@@ -113,10 +122,14 @@ class MemberWorkflow:
     async def run(self, input: MemberInput) -> MemberResult:
         self._exact = workflow.patched(LEDGER_PATCH)
         self._ingress_logs = self._exact and workflow.patched(INGRESS_LOG_PATCH)
+        self._configured = self._exact and workflow.patched(CONFIG_PATCH)
+        carried = input.state is not None
         if self._exact and input.restore and input.state is None:
+            self._choose_rules(carried)
             await self._restore()
         published = _current_search_attributes()
         while True:
+            self._choose_rules(carried)
             self._absorb_events()
             await self._settle_touches()
             published = _publish_search_attributes(self._state, self._next_touch_at(), published)
@@ -129,18 +142,34 @@ class MemberWorkflow:
                     member_id=self._member_id, policy=self._policy, state=self._state,
                     pending_events=tuple(self._inbox), planned=tuple(self._planned.values()),
                     projection=self._projection, restore=input.restore,
-                    refused_events=tuple(self._refused),
+                    refused_events=tuple(self._refused), config_version=self._version,
                 ))
             await self._sleep_until_next()
 
+    def _choose_rules(self, carried: bool) -> None:
+        """The version of the shop's configuration in force now, and whether this is the
+        member's first decision under it (a ``Transition``: nothing retroactive)."""
+        if not self._configured:
+            return
+        book = versions.book_for(workflow.info().task_queue)
+        current = book.at(workflow.now())  # BookNotCurrent fails the task; Temporal retries it
+        self._previous = None
+        if self._version != current.number and (self._version is not None or carried):
+            previous = book.get(self._version) if self._version is not None else None
+            after = book.first_after(self._version) if self._version is not None else None
+            before = previous.rules if previous is not None else Rules(policy=self._policy)
+            self._previous = (before, after.effective_at if after is not None else workflow.now())
+        self._rules = current.rules
+
     def _absorb_events(self) -> None:
         state = lifecycle.advance_clock(self._state, workflow.now())
+        loyalty = self._rules.loyalty()
         for event in self._inbox:
             if self._exact and (why := self._refusal(event)):
                 workflow.logger.warning("event refused", extra={"event_id": event.event_id, "why": why})
                 self._refused = [*self._refused, f"{event.event_id}: {why}"][-MAX_REFUSED:]
                 continue
-            state = lifecycle.apply(state, event)
+            state = lifecycle.apply(state, event, loyalty)
             if not self._ingress_logs:
                 self._projection.log(event)
         self._inbox.clear()
@@ -162,21 +191,29 @@ class MemberWorkflow:
             start_to_close_timeout=RESTORE_TIMEOUT, retry_policy=PROJECTION_RETRY,
         )
         state = self._state
+        loyalty = self._rules.loyalty()
         for event in restored.events:
             if self._refusal(event) is None:
-                state = lifecycle.apply(state, event)
-        self._state = scenarios.record(state, list(restored.touches))
+                state = lifecycle.apply(state, event, loyalty)
+        self._state = scenarios.record(state, list(restored.touches), self._rules)
         self._projection.events_seen = max(self._projection.events_seen, restored.last_seq)
 
     def _record(self, records: list[TouchRecord]) -> None:
         if self._exact:
-            self._state = scenarios.record(self._state, records)
+            self._state = scenarios.record(self._state, records, self._rules)
         else:
             self._state = lifecycle.record_touches(self._state, records)
 
     async def _settle_touches(self) -> None:
         """Carry out the policy's decisions: every touch that ends now gets its one outcome."""
-        settlement = policy.settle(self._state, self._planned, workflow.now(), self._policy, exact=self._exact)
+        transition = None
+        if self._previous is not None:  # what the rules before called for, with the facts of now
+            before, since = self._previous
+            transition = policy.Transition(since, policy.planned_keys(self._state, self._planned, before))
+        settlement = policy.settle(self._state, self._planned, workflow.now(), self._rules,
+                                   exact=self._exact, transition=transition)
+        if self._configured:
+            self._version, self._previous = self._rules.version, None
         self._planned = settlement.pending
         self._wake_at = settlement.wake_at
         projection = self._projection_due()
@@ -247,6 +284,7 @@ class MemberWorkflow:
             outcome=record.outcome, reason=record.reason, due_at=record.due_at,
             decided_at=record.decided_at, variant=record.variant, upsell=record.upsell,
             context=touch.context, projection=projection,
+            config_version=self._version if self._configured else None,
         )
 
     async def _run_delivery(self, touch: PlannedTouch, record: TouchRecord,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from workflows.events import Channel, MemberEvent, SalesChannel
 from workflows.lifecycle import MemberState, Stage, SubscriptionStatus
-from workflows.policy import PolicyConfig
+from workflows.rules import PolicyConfig
 from workflows.projection import ProjectionLog, ProjectionRequest
 from workflows.touches import Outcome, PlannedTouch, TouchRecord
 
@@ -34,6 +34,9 @@ class MemberInput(_Message):
     # PostgreSQL, so a member whose run failed or was terminated never restarts empty.
     restore: bool = False
     refused_events: tuple[str, ...] = ()  # carried so an operator still sees them after continue-as-new
+    # The version of the shop's configuration the member last decided under (CONFIG_PATCH):
+    # its first decision under a newer one is a transition (workflows.versions).
+    config_version: int | None = None
 
 
 class RestoreRequest(_Message):
@@ -72,6 +75,7 @@ class MemberStateView(_Message):
     # The profile, for `goldenroute member` (None from a worker that predates them).
     sales_channel: SalesChannel | None = None
     timezone: str | None = None
+    config_version: int | None = None  # of the shop's configuration, at the member's last decision
 
 
 class Timeline(_Message):
@@ -99,6 +103,9 @@ class DeliveryRequest(_Message):
     context: dict[str, str] = {}
     # The member's new events and snapshot, written in the same transaction as the touch.
     projection: ProjectionRequest | None = None
+    # The version of the shop's configuration the touch was decided under: its copy, sender
+    # and products are that version's. None: decided before versions existed (the current one).
+    config_version: int | None = None
 
 
 class OutcomeBatch(_Message):

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from workflows.events import Channel
 from workflows.lifecycle import MemberState, SubscriptionStatus
+from workflows.rules import QUIET_CHANNELS, PolicyConfig, Rules
 from workflows.scenarios import BY_SCENARIO, Scenario, plan
 from workflows.touches import Outcome, PlannedTouch, TouchRecord
 
@@ -25,25 +24,7 @@ OFFLINE_ROUTE = (Channel.DM,)
 # The parcel insert, a task for the shop's own agents and a site banner need no opt-in
 # and are not marketing touches for the frequency cap.
 OPERATIONAL = frozenset({Channel.INSERT, Channel.CALL_CENTER, Channel.WEB})
-QUIET_CHANNELS = frozenset({Channel.LINE, Channel.SMS, Channel.PUSH})
 COVERS_S06 = (Scenario.S03_F1_TO_F2.value, Scenario.S04_F2_TO_F3.value)
-
-
-class PolicyConfig(BaseModel):
-    """Tunable policy, carried in the workflow input so a change reaches members on their next run."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    send_hour: int = Field(10, ge=0, le=23)
-    quiet_from: int = Field(21, ge=0, le=23)  # LINE, SMS, push wait from here …
-    quiet_until: int = Field(9, ge=0, le=23)  # … until here, member-local
-    cap_touches: int = Field(3, ge=1)
-    cap_window: timedelta = timedelta(days=7)
-    late_after: timedelta = timedelta(days=3)
-    holdout_percent: int = Field(10, ge=0, le=100)
-    # "At once" waits this long so that the rest of a burst (a registration, a
-    # cancellation, a shipment delivered out of order) is folded in first (SPEC §4).
-    grace: timedelta = Field(timedelta(minutes=10), ge=timedelta(0), le=timedelta(days=1))
 
 
 @dataclass(frozen=True)
@@ -72,13 +53,26 @@ def bucket(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big") % 100
 
 
-def in_holdout(member_id: str, scenario: str, config: PolicyConfig) -> bool:
-    return bucket(member_id, scenario, "holdout") < config.holdout_percent
+def as_rules(config: Rules | PolicyConfig) -> Rules:
+    """The first release passed a bare policy; a policy alone is the SPEC's scenarios with it."""
+    return config if isinstance(config, Rules) else Rules(policy=config)
 
 
-def variant_of(member_id: str, scenario: str) -> str | None:
-    variants = BY_SCENARIO[Scenario(scenario)].variants
-    return variants[bucket(member_id, scenario, "variant") % len(variants)] if variants else None
+def in_holdout(member_id: str, scenario: str, config: Rules | PolicyConfig) -> bool:
+    return bucket(member_id, scenario, "holdout") < as_rules(config).holdout_percent(scenario)
+
+
+def variant_of(member_id: str, scenario: str, config: Rules | PolicyConfig | None = None) -> str | None:
+    """The member's variant: a stable bucket, split by the configured weights."""
+    weighted = as_rules(config or Rules()).variants(scenario, BY_SCENARIO[Scenario(scenario)].variants)
+    if not weighted:
+        return None
+    slot = bucket(member_id, scenario, "variant") % sum(w for _, w in weighted)
+    for variant, weight in weighted:
+        if slot < weight:
+            return variant
+        slot -= weight
+    raise AssertionError("unreachable: the slot is below the weights' sum")
 
 
 def route(state: MemberState, touch: PlannedTouch) -> Channel | None:
@@ -89,19 +83,26 @@ def route(state: MemberState, touch: PlannedTouch) -> Channel | None:
     return next((channel for channel in order if state.can_reach(channel)), None)
 
 
-def quiet_until(moment: datetime, channel: Channel, timezone: str, config: PolicyConfig) -> datetime | None:
-    """When a LINE / SMS / push touch may go out, if ``moment`` is in the member's quiet hours."""
-    if channel not in QUIET_CHANNELS:
+def quiet_until(moment: datetime, channel: Channel, timezone: str, config: Rules | PolicyConfig) -> datetime | None:
+    """When a touch on ``channel`` may go out, if ``moment`` is outside the hours the channel
+    may reach the member in (LINE, SMS and push: 09:00–21:00 member-local by default)."""
+    hours = as_rules(config).policy.hours_of(channel)
+    if hours is None:
         return None
-    local = moment.astimezone(ZoneInfo(timezone))
-    if config.quiet_until <= local.hour < config.quiet_from:
+    start, end = hours
+    zone = ZoneInfo(timezone)
+    local = moment.astimezone(zone)
+    now = local.time().replace(tzinfo=None)
+    allowed = start <= now < end if start <= end else (now >= start or now < end)
+    if allowed:
         return None
-    day = local.date() if local.hour < config.quiet_until else local.date() + timedelta(days=1)
-    return datetime.combine(day, time(config.quiet_until), tzinfo=ZoneInfo(timezone))
+    day = local.date() if now < start else local.date() + timedelta(days=1)
+    return datetime.combine(day, start, tzinfo=zone)
 
 
-def cap_frees_at(sent: list[datetime], now: datetime, config: PolicyConfig) -> datetime | None:
+def cap_frees_at(sent: list[datetime], now: datetime, config: Rules | PolicyConfig) -> datetime | None:
     """None if a marketing touch may go out now; else when the rolling window frees a slot."""
+    config = as_rules(config).policy
     recent = sorted(t for t in sent if now - config.cap_window < t <= now)
     if len(recent) < config.cap_touches:
         return None
@@ -121,29 +122,36 @@ def covered_by(state: MemberState, touch: PlannedTouch, decided: tuple[TouchReco
 
 
 def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[datetime],
-           config: PolicyConfig, decided: tuple[TouchRecord, ...] = ()) -> Decision:
-    """The outcome of a touch whose time has come, and the rule that decided it."""
+           config: Rules | PolicyConfig, decided: tuple[TouchRecord, ...] = (),
+           due_from: datetime | None = None) -> Decision:
+    """The outcome of a touch whose time has come, and the rule that decided it.
+
+    ``due_from``: a configuration change moved the touch earlier than the change itself;
+    it is late only from the change on (a shop that moves a step earlier does not lose it).
+    """
+    rules = as_rules(config)
+    policy = rules.policy
     if touch.cancelled_reason is not None:
         return Decision(Outcome.CANCELLED, touch.cancelled_reason)
-    overdue = now - touch.due_at
-    if overdue > config.late_after:
+    overdue = now - max(touch.due_at, due_from or touch.due_at)
+    if overdue > policy.late_after:
         return Decision(Outcome.EXPIRED, f"late:{overdue.days}d_overdue")
-    if in_holdout(state.member_id, touch.scenario, config):
-        return Decision(Outcome.HOLDOUT, f"holdout:{config.holdout_percent}%")
-    variant = variant_of(state.member_id, touch.scenario)
+    if in_holdout(state.member_id, touch.scenario, rules):
+        return Decision(Outcome.HOLDOUT, f"holdout:{rules.holdout_percent(touch.scenario)}%")
+    variant = variant_of(state.member_id, touch.scenario, rules)
     cover = covered_by(state, touch, decided)
     if cover:
         return Decision(Outcome.SUPPRESSED, f"covered_by:{cover}", variant=variant)
     channel = route(state, touch)
     if channel is None:
         return Decision(Outcome.SUPPRESSED, "no_channel", variant=variant)
-    wait = quiet_until(now, channel, state.profile.timezone, config)
+    wait = quiet_until(now, channel, state.profile.timezone, rules)
     if wait is not None:
         return Decision(None, "quiet_hours", channel, variant, postpone_to=wait)
     if channel not in OPERATIONAL:
-        frees = cap_frees_at(sent, now, config)
+        frees = cap_frees_at(sent, now, rules)
         if frees is not None:
-            if frees <= touch.due_at + config.late_after:
+            if frees <= max(touch.due_at, due_from or touch.due_at) + policy.late_after:
                 return Decision(None, "frequency_cap", channel, variant, postpone_to=frees)
             return Decision(Outcome.SUPPRESSED, "frequency_cap", channel, variant)
     # A paused 定期 member is still a subscriber: offering them the subscription makes no sense.
@@ -155,8 +163,18 @@ def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[da
 # --- the settlement ------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Transition:
+    """The first decision under a newer version of the shop's configuration than the
+    member's last one. ``since``: when the first version the member had not decided
+    under took effect; ``known``: the keys the member's previous version planned."""
+
+    since: datetime
+    known: frozenset[str]
+
+
 def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
-           config: PolicyConfig, exact: bool = True) -> Settlement:
+           config: Rules | PolicyConfig, exact: bool = True, transition: Transition | None = None) -> Settlement:
     """Decide every touch whose time has come; keep the rest; say when to wake next.
 
     A pending touch that the member's facts no longer call for (its order was
@@ -165,20 +183,46 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
     a touch, whatever order its events arrived in, and if its entry holds again it
     is planned again. ``exact=False`` is the first release's behaviour, for members
     whose run started before it changed: no grace period, withdrawals recorded.
+
+    A configuration change applies from the member's next decision and never to the
+    past: a pending step the shop switched off ends ``cancelled`` with a reason that
+    names the change (``config:v3:S06_off``); at a ``transition``, a touch only the new
+    version calls for and that fell due before it took effect ends ``cancelled``
+    (``config:v3:not_retroactive``), and one the change moved into the past is late
+    only from the change on.
     """
-    grace = config.grace if exact else timedelta(0)
-    planned = {t.key: _keep_postponement(t, pending.get(t.key)) for t in plan(state, config.send_hour, grace)}
+    rules = as_rules(config)
+    grace = rules.policy.grace if exact else timedelta(0)
+    planned = {t.key: _keep_postponement(t, pending.get(t.key)) for t in plan(state, rules, grace)}
     finished: list[tuple[PlannedTouch, TouchRecord]] = []
     for key, touch in pending.items():
-        if key in planned or (exact and not state.erased_at):
+        if key in planned:
             continue
-        reason = "exit:member_erased" if state.erased_at else "withdrawn:entry_no_longer_holds"
-        finished.append((touch, _record(touch, Decision(Outcome.CANCELLED, reason), now)))
+        if state.erased_at:
+            finished.append((touch, _record(touch, Decision(Outcome.CANCELLED, "exit:member_erased"), now)))
+        elif exact and not rules.step_enabled(touch.scenario, touch.step):
+            finished.append((touch, _record(touch, Decision(Outcome.CANCELLED,
+                                                            rules.off_reason(touch.scenario, touch.step)), now)))
+        elif not exact:
+            finished.append((touch, _record(touch, Decision(Outcome.CANCELLED,
+                                                            "withdrawn:entry_no_longer_holds"), now)))
+    due_from: dict[str, datetime] = {}
+    if transition is not None:
+        for key, touch in list(planned.items()):
+            if touch.due_at >= transition.since or touch.cancelled_reason is not None:
+                continue
+            if key in transition.known:
+                due_from[key] = transition.since
+            else:
+                del planned[key]
+                reason = f"config:v{rules.version}:not_retroactive"
+                finished.append((touch, _record(touch, Decision(Outcome.CANCELLED, reason), now)))
     sent = [t.decided_at for t in state.touches if t.outcome is Outcome.SENT and t.channel not in OPERATIONAL]
     due = sorted((t for t in planned.values() if (t.cancelled_reason and not exact) or t.send_at <= now),
                  key=lambda t: (t.priority, t.due_at, t.key))
     for touch in due:
-        decision = decide(state, touch, now, sent, config, tuple(r for _, r in finished) if exact else ())
+        decision = decide(state, touch, now, sent, rules, tuple(r for _, r in finished) if exact else (),
+                          due_from.get(touch.key))
         if decision.outcome is None:
             assert decision.postpone_to is not None
             planned[touch.key] = touch.model_copy(update={"send_at": decision.postpone_to})
@@ -191,6 +235,12 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
     if (change := state.next_stage_change()) is not None:
         moments.append(change)
     return Settlement(finished, planned, min(moments, default=None))
+
+
+def planned_keys(state: MemberState, pending: dict[str, PlannedTouch], rules: Rules | PolicyConfig) -> frozenset[str]:
+    """What a version calls for now: the keys it plans, and those already pending under it."""
+    planned = plan(state, as_rules(rules), as_rules(rules).policy.grace)
+    return frozenset(t.key for t in planned) | frozenset(pending)
 
 
 def _keep_postponement(touch: PlannedTouch, before: PlannedTouch | None) -> PlannedTouch:

@@ -21,6 +21,7 @@ from workflows import entries as entered
 from workflows.entries import Entry
 from workflows.events import Channel
 from workflows.lifecycle import MemberState, Stage
+from workflows.rules import DEFAULT_RULES, Rules, StepTiming
 from workflows.touches import PlannedTouch, TouchRecord, touch_key
 
 
@@ -53,18 +54,20 @@ class Timing:
     supply: Fraction = Fraction(0)
     at_once: bool = False
 
-    def due(self, entry: Entry, timezone: str, send_hour: int,
-            grace: timedelta = timedelta(0)) -> datetime | None:
-        """``at_once`` is the entry plus the grace period in which the rest of its burst folds in."""
+    def due(self, entry: Entry, timezone: str, send_at: time = time(10),
+            grace: timedelta = timedelta(0), moved: StepTiming | None = None) -> datetime | None:
+        """``at_once`` is the entry plus the grace period in which the rest of its burst folds in;
+        ``moved`` is the shop's own day for the step (its anchor stays)."""
         start = entry.moments.get(self.anchor)
         if start is None:
             return None
         if self.at_once:
             return start + grace
         zone = ZoneInfo(timezone)
-        offset = self.days + int(self.supply * entry.supply_days)
+        days, supply = (moved.days, moved.supply) if moved is not None else (self.days, self.supply)
+        offset = days + int(supply * entry.supply_days)
         day = start.astimezone(zone).date() + timedelta(days=offset)
-        return datetime.combine(day, time(send_hour), tzinfo=zone)
+        return datetime.combine(day, send_at, tzinfo=zone)
 
 
 AT_ONCE = Timing(at_once=True)
@@ -90,7 +93,7 @@ class Template:
     kpi: str
     kpi_window: str
     steps: tuple[Step, ...]
-    entries: Callable[[MemberState], list[Entry]]
+    entries: Callable[[MemberState, Rules], list[Entry]]
     variants: tuple[str, ...] = ()
     # For the KPI report: what counts as converting, within how many days of entering.
     converts_on: Literal["main_purchase", "subscription_started", "subscription_resumed",
@@ -244,9 +247,10 @@ PRIORITY = {
 }
 
 
-def plan(state: MemberState, send_hour: int = 10, grace: timedelta = timedelta(0)) -> list[PlannedTouch]:
+def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = timedelta(0)) -> list[PlannedTouch]:
     """Every touch the scenarios call for that has no outcome yet, earliest first.
 
+    A step the shop switched off is not planned; a step it moved is timed its way.
     A touch whose scenario exited before it was due comes back with
     ``cancelled_reason`` set; the policy records it as ``cancelled``.
     """
@@ -254,13 +258,20 @@ def plan(state: MemberState, send_hour: int = 10, grace: timedelta = timedelta(0
         return []
     done = {t.key for t in state.touches}
     offline = entered.is_offline(state)
+    send_time = rules.policy.send_time
     planned = []
     for template in TEMPLATES:
-        for entry in template.entries(state):
+        scenario = template.scenario.value
+        if not rules.scenario(scenario).enabled:
+            continue
+        for entry in template.entries(state, rules):
             for step in template.steps:
                 if step.audience is not None and (step.audience == "offline") != offline:
                     continue
-                due = step.timing.due(entry, state.profile.timezone, send_hour, grace)
+                if not rules.step_enabled(scenario, step.name):
+                    continue
+                moved = rules.timing_of(scenario, step.name, entry.supply_days, step.timing.days, step.timing.supply)
+                due = step.timing.due(entry, state.profile.timezone, send_time, grace, moved)
                 key = touch_key(state.member_id, template.scenario, step.name, entry.occurrence)
                 if due is None or key in done:
                     continue
@@ -283,16 +294,16 @@ RECENT = timedelta(days=180)
 MAX_LEDGER = 400  # a safety bound far above what the rules above keep
 
 
-def entered_occurrences(state: MemberState) -> set[tuple[str, str]]:
+def entered_occurrences(state: MemberState, rules: Rules = DEFAULT_RULES) -> set[tuple[str, str]]:
     """(scenario, occurrence) of every entry the member's facts still derive."""
-    return {(t.scenario.value, e.occurrence) for t in TEMPLATES for e in t.entries(state)}
+    return {(t.scenario.value, e.occurrence) for t in TEMPLATES for e in t.entries(state, rules)}
 
 
-def record(state: MemberState, records: list[TouchRecord]) -> MemberState:
+def record(state: MemberState, records: list[TouchRecord], rules: Rules = DEFAULT_RULES) -> MemberState:
     """Add touch outcomes to the ledger and let go of those no rule can ask about again."""
     if not records:
         return state
-    live = entered_occurrences(state)
+    live = entered_occurrences(state, rules)
     now = state.as_of or max(r.decided_at for r in records)
     kept = tuple(
         r for r in (*state.touches, *records)
