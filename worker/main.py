@@ -38,7 +38,9 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 PURE_CORE = (
     "workflows.events", "workflows.lifecycle", "workflows.touches", "workflows.scenarios",
     "workflows.policy", "workflows.messages", "workflows.search", "workflows.entries",
-    "workflows.projection", "activities",
+    "workflows.projection", "workflows.facts", "workflows.rules", "workflows.shop",
+    # The configuration book a worker refreshes must be the one its workflows read.
+    "workflows.versions", "activities",
 )
 
 
