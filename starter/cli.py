@@ -131,6 +131,10 @@ def _parser() -> argparse.ArgumentParser:
     preview.add_argument("--json", action="store_true", help="print the touches as one JSON array")
     preview.set_defaults(command=_preview)
 
+    from starter.config_cli import add_config_commands
+
+    add_config_commands(commands)  # config check / show (and the actions added to it)
+
     db = commands.add_parser("db", help="the PostgreSQL read models: apply migrations, or rebuild members")
     db.add_argument("action", choices=["migrate", "rebuild"],
                     help="migrate: apply pending migrations; rebuild: recompute members from member_events")

@@ -1,7 +1,11 @@
 """The shop's catalogue as the cart import needs it: each SKU's line role and days of supply.
 
-It is a TOML file with one table per SKU, in the shape the shop configuration
-(SPEC §7) adopts for its own catalogue section, so the same table moves there:
+The catalogue's home is the shop configuration file (SPEC §7, ``examples/shop.toml``,
+loaded by ``worker.shop_config``): ``load_catalogue`` given a file with a ``[shop]``
+table takes that file's catalogue, checked as the whole file is (its other fields
+— display names, URLs, cross and similar products — are for the messages, not the
+import). A file of the catalogue alone (``examples/catalogue.toml``) still works:
+one table per SKU, in the same shape:
 
     [catalogue."KOSO-30"]
     name = "酵素サプリ 30日分"
@@ -20,12 +24,14 @@ It is a TOML file with one table per SKU, in the shape the shop configuration
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from starter.ingress.carts.tomlfile import parse_toml
+from worker.shop_config import ShopConfigError, load_shop_config
 from workflows.events import MAX_SUPPLY_DAYS, LineRole
 
 
@@ -67,12 +73,32 @@ def parse_catalogue(text: str, origin: str = "catalogue") -> Catalogue:
 
 
 def load_catalogue(path: str | Path) -> Catalogue:
+    """The catalogue of a shop configuration file, or of a file of the catalogue alone."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise CatalogueError(f"no catalogue at {path}: pass --catalogue CATALOGUE.toml "
-                             f"(examples/catalogue.toml shows its shape)") from None
+        raise CatalogueError(f"no catalogue at {path}: pass --catalogue SHOP.toml "
+                             f"(examples/shop.toml shows its shape)") from None
     except (OSError, UnicodeDecodeError) as error:
         raise CatalogueError(f"{path}: cannot be read: {error}") from None
+    if _is_shop_file(text):
+        return _from_shop_file(path)
     return parse_catalogue(text, str(path))
+
+
+def _is_shop_file(text: str) -> bool:
+    try:
+        return "shop" in tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False  # parse_catalogue says where
+
+
+def _from_shop_file(path: Path) -> Catalogue:
+    try:
+        shop = load_shop_config(path)
+    except ShopConfigError as error:
+        raise CatalogueError("; ".join(error.problems)) from None
+    fields = set(Product.model_fields)
+    return Catalogue(catalogue={sku: Product.model_validate(product.model_dump(include=fields))
+                                for sku, product in shop.config.catalogue.items()})
