@@ -7,11 +7,19 @@ or no template), the activity fails non-retryably and its transaction rolls
 back, so neither the touch nor a message is recorded. The workflow then records
 the touch in its own history as ``suppressed: delivery_failed``; the ``touches``
 table has no row for it.
+
+The message is the shop's as it was configured when the touch was decided: the
+request names that configuration version, and its profile, catalogue and templates
+render it. A version this worker has not read yet is a retryable failure (the
+worker's copy of the versions catches up); a touch decided before any configuration
+(version 0 or none) takes the newest, and the built-in example shop when there is none.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
+from typing import Protocol
 
 import asyncpg
 import structlog
@@ -25,6 +33,7 @@ from activities.render import RenderError, render
 from worker import metrics
 from workflows.events import Contact
 from workflows.messages import DeliveryRequest, DeliveryResult, OutcomeBatch, OutcomeBatchResult
+from workflows.shop import ShopConfig
 from workflows.touches import Outcome
 
 log = structlog.get_logger(__name__)
@@ -57,9 +66,29 @@ def _record_args(request: DeliveryRequest) -> tuple:
             request.reason, request.due_at, request.decided_at)
 
 
+class ShopVersion(Protocol):
+    """One applied version of the shop's configuration (activities.shop_versions.ShopVersion)."""
+
+    @property
+    def config(self) -> ShopConfig: ...
+
+    @property
+    def templates(self) -> Mapping[str, str]: ...
+
+
+class ShopVersions(Protocol):
+    """The versions a worker has read (activities.shop_versions.ShopVersions)."""
+
+    def get(self, number: int) -> ShopVersion | None: ...
+
+    def latest(self) -> ShopVersion | None: ...
+
+
 class DeliveryActivities:
-    def __init__(self, pool: asyncpg.Pool, adapters: dict | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, adapters: dict | None = None, shops: ShopVersions | None = None) -> None:
         self._pool = pool
+        # None: no configuration read, the built-in example shop.
+        self._shops = shops
         self._adapters: dict = {**default_adapters(), **(adapters or {})}
         self._default: ChannelAdapter = OutboxAdapter()
 
@@ -116,10 +145,25 @@ class DeliveryActivities:
         metrics.touches_recorded((row["scenario"], row["outcome"]) for row in inserted)  # committed
         return OutcomeBatchResult(recorded=len(inserted))
 
+    def _shop(self, request: DeliveryRequest) -> tuple[ShopConfig | None, Mapping[str, str] | None]:
+        """The configuration and templates of the version the touch was decided under."""
+        if not request.config_version:
+            version = self._shops.latest() if self._shops is not None else None
+        else:
+            version = self._shops.get(request.config_version) if self._shops is not None else None
+            if version is None:
+                log.warning("delivery.unknown_config_version", key=request.key, version=request.config_version)
+                # Retryable: another worker applied or read it first; this one's copy catches up.
+                raise ApplicationError(f"{request.scenario}.{request.step}: configuration version "
+                                       f"{request.config_version} is not known to this worker yet",
+                                       type="UnknownConfigVersion")
+        return (version.config, version.templates) if version is not None else (None, None)
+
     async def _outbound(self, conn: asyncpg.Connection, request: DeliveryRequest) -> OutboundMessage:
+        shop, templates = self._shop(request)
         row = await conn.fetchrow(_CONTACT, request.member_id)
         try:
-            message = render(request, Contact(**dict(row)) if row else None)
+            message = render(request, Contact(**dict(row)) if row else None, shop, templates)
         except RenderError as error:
             # Raising inside the transaction rolls back the touch recorded above.
             log.warning("delivery.unrenderable", key=request.key, member_id=request.member_id,

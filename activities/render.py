@@ -1,75 +1,43 @@
 """Render a sent touch into the message its channel carries: pure, no database.
 
-Every step of every scenario has one template, ``templates/<scenario>/<step>.j2``,
-that fills in named blocks (``subject``, ``short``, ``lead``, ``body``, ``link``,
-``insert_code``); the channel's layout, ``templates/_layouts/<channel>.j2``,
-decides which of them it prints and how. A channel that needs its own copy for a
-step gets ``<scenario>/<step>.<channel>.j2``, which is preferred when present.
+Every step of every scenario has a template, ``templates/<scenario>/<step>.j2``, that
+fills in named blocks (``subject``, ``short``, ``lead``, ``body``, ``link``,
+``insert_code``); the channel's layout, ``templates/_layouts/<channel>.j2``, decides
+which of them it prints and how. The first of these that exists is used:
+``<step>.<variant>.<channel>.j2``, ``<step>.<variant>.j2`` (the touch's variant, if it
+has one), ``<step>.<channel>.j2``, ``<step>.j2``. A shop's own templates (relative
+path → Jinja source) override the built-in ones of the same name, layouts and parts
+included; what they may say about the shop and its products comes from one version
+of its configuration (``activities.message_context``), the example shop when none
+has been applied.
 """
 
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
-from functools import cache
-from pathlib import Path
-from zoneinfo import ZoneInfo
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timezone
+from itertools import product
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateError, TemplatesNotFound
+from jinja2 import Environment, Template, TemplateError, TemplatesNotFound
 from pydantic import BaseModel, ConfigDict
 
 from activities.contacts import CHANNEL_OF_FIELD
-from workflows.events import Channel, Contact
+from activities.example_shop import EXAMPLE_SHOP
+from activities.message_context import UnknownTimezone, product_variables, shop_variables
+from activities.template_loader import environment, lookup_names, where_it_failed
+from workflows.events import Channel, Contact, LineRole
 from workflows.messages import DeliveryRequest
 from workflows.policy import OFFLINE_ROUTE, ONLINE_ROUTE
 from workflows.scenarios import BY_SCENARIO, TEMPLATES, Scenario, Step
 from workflows.scenarios import Template as ScenarioTemplate
-
-TEMPLATES_DIR = Path(__file__).with_name("templates")
-
-# The shop's constants, in one place: what every message may mention.
-SHOP: dict = {
-    "name": "ゴールデンルート健康館",
-    "short_name": "GR健康館",  # SMS: 70 characters leave no room for the full name
-    "operator": "株式会社ゴールデンルート",
-    "address": "〒150-0000 東京都渋谷区神南0-0-0",
-    "phone": "0120-000-000",
-    "hours": "平日9:00〜17:00",
-    "contact_email": "support@grk.example",
-    "timezone": "Asia/Tokyo",
-    "offer_days": 7,  # an offer is good for this many days after it is sent
-    # Short on purpose: the SMS copy carries a URL within its 70 characters.
-    "urls": {
-        "mypage": "https://grk.example/my",
-        "resume": "https://grk.example/my/teiki",
-        "purchase": "https://grk.example/buy",
-        "guide": "https://grk.example/guide",
-        "voice": "https://grk.example/voice",
-        "monitor": "https://grk.example/monitor",
-        "gift": "https://grk.example/gift",
-        "secret": "https://grk.example/secret",
-        "subscription": "https://grk.example/teiki",
-        "cross": "https://grk.example/set",
-        "new": "https://grk.example/new",
-        "faq": "https://grk.example/faq",
-        "survey": "https://grk.example/q",
-        "optout": "https://grk.example/stop",
-    },
-    "offers": {
-        "first_purchase": "初回限定20%OFF・送料無料",
-        "bulk": "3袋まとめ買いで15%OFF",
-        "extra_bag": "もう1袋プレゼント",
-        "subscription": "毎回10%OFF・送料無料・ポイント2倍",
-        "comeback": "再購入15%OFFクーポン",
-        "cross_first": "はじめての併用で20%OFF",
-        "secret_sale": "ご愛用者様限定シークレットセール",
-    },
-    "products": {"KOSO-30": "ゴールデン酵素 30日分", "KOSO-SAMPLE": "ゴールデン酵素 お試しサンプル"},
-}
+from workflows.shop import ShopConfig
+from workflows.touches import Outcome
 
 # Routed steps go wherever the policy may route; the others only to their own channel.
 ROUTED_CHANNELS: tuple[Channel, ...] = tuple(dict.fromkeys(ONLINE_ROUTE + OFFLINE_ROUTE))
 RECIPIENT_FIELD = {channel: field for field, channel in CHANNEL_OF_FIELD.items()}
+SMS_LENGTH = 70  # one SMS of full-width characters; the gateway would split a longer one
 
 
 class RenderedMessage(BaseModel):
@@ -86,9 +54,12 @@ class RenderedMessage(BaseModel):
 class RenderError(Exception):
     """A touch that cannot be rendered; retrying will not help."""
 
-    def __init__(self, request: DeliveryRequest, channel: Channel | None, problem: str) -> None:
+    def __init__(self, request: DeliveryRequest, channel: Channel | None, problem: str,
+                 template: str | None = None) -> None:
         where = f"{request.scenario}.{request.step} on {channel.value if channel else 'no channel'}"
         super().__init__(f"{where}: {problem}")
+        self.problem = problem
+        self.template = template  # the template file chosen, when one was
 
 
 class NoTemplate(RenderError):
@@ -107,28 +78,51 @@ def channels_of(step: Step) -> tuple[Channel, ...]:
     return (step.channel,) if step.channel is not None else ROUTED_CHANNELS
 
 
-def render(request: DeliveryRequest, contact: Contact | None) -> RenderedMessage:
+def render(request: DeliveryRequest, contact: Contact | None, shop: ShopConfig | None = None,
+           templates: Mapping[str, str] | None = None) -> RenderedMessage:
+    """The message of one touch, with ``shop``'s profile and catalogue and its own ``templates``
+    (None: the example shop, the built-in templates)."""
+    shop = shop or EXAMPLE_SHOP
     channel = request.channel
     template, step = _template_and_step(request)
     if channel is None or channel not in channels_of(step):
         raise NoTemplate(request, channel, f"the step goes out only on {[c.value for c in channels_of(step)]}")
-    if template.variants and request.variant not in template.variants:
-        raise NoTemplate(request, channel, f"variant {request.variant!r} is not one of {list(template.variants)}")
+    variants = [v for v, _ in shop.rules().variants(request.scenario, template.variants)]
+    if variants and request.variant not in variants:
+        raise NoTemplate(request, channel, f"variant {request.variant!r} is not one of {variants}")
     recipient = _recipient(request, channel, contact)
-    page = _page(request, channel)
-    variables = _variables(request, channel, recipient)
+    page = _page(request, channel, environment(templates))
     try:
+        variables = _variables(request, channel, recipient, shop)
         body = _tidy(page.render(variables))
         subject = _block(page, "subject", variables) if channel in (Channel.EMAIL, Channel.CALL_CENTER) else None
         code = _block(page, "insert_code", variables) if channel is Channel.INSERT else None
-    except TemplateError as error:
-        raise BrokenTemplate(request, channel, f"{type(error).__name__}: {error}") from error
+    except UnknownTimezone as error:
+        raise BrokenTemplate(request, channel, str(error), page.name) from error
+    except Exception as error:  # a shop's template is code it wrote: {{ 1 / 0 }} must not crash a worker
+        raise BrokenTemplate(request, channel, f"{type(error).__name__}: {error}{where_it_failed(error, page.name)}",
+                             page.name) from error
     if channel in (Channel.EMAIL, Channel.CALL_CENTER) and not subject:
-        raise BrokenTemplate(request, channel, "the template has no subject block")
+        raise BrokenTemplate(request, channel, "the template has no subject block", page.name)
     if channel is Channel.INSERT and not code:
-        raise BrokenTemplate(request, channel, "the template has no insert_code block")
+        raise BrokenTemplate(request, channel, "the template has no insert_code block", page.name)
+    if channel is Channel.EMAIL:
+        _require_sender_fields(request, body, shop, page.name)
     return RenderedMessage(channel=channel, template=f"{request.scenario}.{request.step}", subject=subject,
                            body=body, recipient=recipient, insert_code=code)
+
+
+def _require_sender_fields(request: DeliveryRequest, body: str, shop: ShopConfig, template: str | None) -> None:
+    """特定電子メール法: a marketing email that does not say who sends it and how to stop
+    receiving them is not sent, whatever a shop's own layout says."""
+    sender, urls = shop.shop.sender, shop.shop.urls
+    required = {"sender.name": sender.name, "sender.address": sender.address, "sender.contact": sender.contact,
+                "urls.unsubscribe": urls.unsubscribe}
+    missing = [name for name, value in required.items() if value not in body]
+    if missing:
+        raise BrokenTemplate(request, Channel.EMAIL, f"the email does not show {', '.join(missing)}, which "
+                             "特定電子メール法 requires of every marketing email (the footer of _layouts/email.j2)",
+                             template)
 
 
 def _template_and_step(request: DeliveryRequest) -> tuple[ScenarioTemplate, Step]:
@@ -152,27 +146,27 @@ def _recipient(request: DeliveryRequest, channel: Channel, contact: Contact | No
     return address
 
 
-def _page(request: DeliveryRequest, channel: Channel) -> Template:
-    names = [f"{request.scenario}/{request.step}.{channel.value}.j2", f"{request.scenario}/{request.step}.j2"]
+def _page(request: DeliveryRequest, channel: Channel, env: Environment) -> Template:
+    names = lookup_names(request.scenario, request.step, channel, request.variant)
     try:
-        return _environment().select_template(names)
+        return env.select_template(names)
     except TemplatesNotFound:
         raise NoTemplate(request, channel, f"none of {names} exists") from None
+    except TemplateError as error:  # found, but it does not compile
+        name = getattr(error, "name", None)
+        raise BrokenTemplate(request, channel, f"{type(error).__name__}: {error}{where_it_failed(error, name)}",
+                             name) from error
 
 
-def _variables(request: DeliveryRequest, channel: Channel, recipient: str | None) -> dict:
-    sent = request.decided_at.astimezone(ZoneInfo(SHOP["timezone"])).date()
-    sku = request.context.get("sku", "")
+def _variables(request: DeliveryRequest, channel: Channel, recipient: str | None, shop: ShopConfig) -> dict:
     return {
         **request.context,
         "layout": f"_layouts/{channel.value}.j2",
-        "shop": SHOP, "urls": SHOP["urls"], "offers": SHOP["offers"],
         "channel": channel.value, "scenario": request.scenario, "step": request.step,
         "variant": request.variant, "upsell": request.upsell, "member_id": request.member_id,
         "recipient": recipient,
-        "product": SHOP["products"].get(sku, sku) or "ご愛用の商品",
-        "sent_on": _japanese_date(sent),
-        "offer_until": _japanese_date(sent + timedelta(days=SHOP["offer_days"])),
+        **shop_variables(shop, request.decided_at),
+        **product_variables(shop, request.scenario, request.context, request.member_id),
     }
 
 
@@ -181,25 +175,98 @@ def _block(page: Template, name: str, variables: dict) -> str | None:
     return _tidy("".join(block(page.new_context(variables)))) if block else None
 
 
-def _japanese_date(day: date) -> str:
-    return f"{day.month}月{day.day}日"
-
-
 def _tidy(text: str) -> str:
     """Templates stay readable with blank lines and trailing spaces; messages do not carry them."""
     lines = [line.rstrip() for line in text.strip().splitlines()]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
 
 
-@cache
-def _environment() -> Environment:
-    # Plain text, never HTML: no autoescape. StrictUndefined: a missing variable is an error, not a blank.
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR), undefined=StrictUndefined, autoescape=False,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False,
-    )
-
-
 def every_message() -> list[tuple[str, str, Channel]]:
     """(scenario, step, channel) of every message the scenarios can send."""
     return [(t.scenario.value, s.name, c) for t in TEMPLATES for s in t.steps for c in channels_of(s)]
+
+
+# --- before a configuration is applied: does every message it can send render? --------------
+
+_EVERY_ADDRESS = Contact(email="member@example.jp", phone="090-0000-0000", line_user_id="U0000000000",
+                         postal_address="〒100-0001 東京都千代田区千代田1-1", push_token="push-token")
+_CHECKED_AT = datetime(2026, 1, 5, 1, 0, tzinfo=timezone.utc)
+
+
+def check_templates(config: ShopConfig, templates: Mapping[str, str]) -> list[str]:
+    """One line per message that would fail: every enabled step on every channel it can go to,
+    for every variant, with each main product of the catalogue (a sample / trial for S01 / S02),
+    with and without the upsell block; then every shop template no step would ever look up."""
+    problems: dict[str, None] = {}  # ordered, without repeats: one failure, one line
+    for request in _every_touch(config):
+        try:
+            message = render(request, _EVERY_ADDRESS, config, templates)
+        except RenderError as error:
+            problems[_problem(request, error.template, error.problem, templates)] = None
+            continue
+        if message.channel is Channel.SMS and len(message.body) > SMS_LENGTH:
+            chosen = _page(request, Channel.SMS, environment(templates)).name
+            problems[_problem(request, chosen, f"the SMS is {len(message.body)} characters, more than {SMS_LENGTH}: "
+                              f"{message.body!r}", templates)] = None
+    problems.update(dict.fromkeys(_never_looked_up(config, templates)))
+    return list(problems)
+
+
+def _problem(request: DeliveryRequest, chosen: str | None, problem: str, templates: Mapping[str, str]) -> str:
+    where = f"{request.scenario}.{request.step} on {request.channel.value if request.channel else '-'}"
+    if request.variant:
+        where += f", variant {request.variant}"
+    if chosen is not None and chosen not in templates:
+        where += ", built-in template"
+    return f"{chosen or 'no template'} ({where}): {problem}"
+
+
+def _every_touch(config: ShopConfig) -> Iterator[DeliveryRequest]:
+    rules = config.rules()
+    for template in TEMPLATES:
+        scenario = template.scenario.value
+        variants = [v for v, _ in rules.variants(scenario, template.variants)] or [None]
+        for step in (s for s in template.steps if rules.step_enabled(scenario, s.name)):
+            for channel, variant, context, upsell in product(
+                    channels_of(step), variants, _contexts(config, scenario), (False, True)):
+                yield DeliveryRequest(
+                    member_id="m-check", key=f"m-check:{scenario}:{step.name}:check", scenario=scenario,
+                    step=step.name, occurrence="check", channel=channel, outcome=Outcome.SENT,
+                    reason="check", due_at=_CHECKED_AT, decided_at=_CHECKED_AT, variant=variant, upsell=upsell,
+                    context=context,
+                )
+
+
+def _contexts(config: ShopConfig, scenario: str) -> list[dict[str, str]]:
+    """The context a touch of ``scenario`` carries (workflows/entries.py), once per product."""
+    if scenario == "S12":
+        return [{"signal": "cancel_page_viewed"}]
+    catalogue = {sku: p for sku, p in config.catalogue.items() if not p.ignore}
+    mains = [sku for sku, p in catalogue.items() if p.role is LineRole.MAIN and not p.sample] or [""]
+    if scenario == "S01":
+        return [_purchase(sku) for sku in [sku for sku, p in catalogue.items() if p.sample] or mains]
+    if scenario == "S02":
+        return [_purchase(sku) for sku in [sku for sku, p in catalogue.items() if p.role is LineRole.TRIAL] or mains]
+    if scenario == "S07":
+        return [{"subscription_id": "sub-check", "sku": sku} for sku in mains]
+    if scenario == "S10":
+        return [{**_purchase(sku), "cross_order_id": "c-check",
+                 "cross_sku": next(iter(catalogue[sku].cross), "") if sku else ""} for sku in mains]
+    return [_purchase(sku) for sku in mains]
+
+
+def _purchase(sku: str) -> dict[str, str]:
+    return {"order_id": "o-check", "sku": sku, "run_out_date": "2026-02-04"}
+
+
+def _never_looked_up(config: ShopConfig, templates: Mapping[str, str]) -> list[str]:
+    """A shop template named for no step, channel or configured variant would silently never be used."""
+    rules = config.rules()
+    looked_up = {
+        name for t in TEMPLATES for s in t.steps for c in channels_of(s)
+        for v in [*(v for v, _ in rules.variants(t.scenario.value, t.variants)), None]
+        for name in lookup_names(t.scenario.value, s.name, c, v)
+    }
+    return [f"{name}: no step looks this template up (<scenario>/<step>[.<variant>][.<channel>].j2, "
+            "with a variant the configuration names)"
+            for name in sorted(templates) if re.match(r"S\d\d/", name) and name not in looked_up]

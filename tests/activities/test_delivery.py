@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -10,9 +12,11 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.contacts import ContactActivities, store_contacts
+from activities.example_shop import EXAMPLE_SHOP
 from activities.delivery import DeliveryActivities
 from workflows.events import Channel, Contact
 from workflows.messages import DeliveryRequest, EraseRequest
+from workflows.shop import ShopConfig
 from workflows.touches import Outcome, touch_key
 
 NOW = datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc)
@@ -22,12 +26,14 @@ EMAIL = "hanako@example.jp"
 
 
 def request(member_id: str, outcome: Outcome = Outcome.SENT, channel: Channel | None = Channel.EMAIL, *,
-            scenario: str = "S06", step: str = "upsell", context: dict[str, str] | None = None) -> DeliveryRequest:
+            scenario: str = "S06", step: str = "upsell", context: dict[str, str] | None = None,
+            config_version: int | None = None) -> DeliveryRequest:
     return DeliveryRequest(
         member_id=member_id, key=touch_key(member_id, scenario, step, "o1"), scenario=scenario,
         step=step, occurrence="o1", channel=channel, outcome=outcome, reason="route:email",
         due_at=NOW, decided_at=NOW, upsell=scenario == "S06",
         context={"order_id": "o1", "sku": "KOSO-30"} if context is None else context,
+        config_version=config_version,
     )
 
 
@@ -205,3 +211,89 @@ async def test_the_unsent_outcomes_of_a_wake_up_are_recorded_together_once(pool,
     rows = await pool.fetch("SELECT step, outcome FROM touches WHERE member_id = $1 ORDER BY step", member_id)
     assert [(r["step"], r["outcome"]) for r in rows] == [("a", "cancelled"), ("b", "holdout"), ("c", "expired")]
     assert await counts(pool, member_id) == (3, 0)
+
+
+# --- which shop's message: the configuration version the touch was decided under ---------------
+
+
+@dataclass(frozen=True)
+class Version:
+    config: ShopConfig
+    templates: Mapping[str, str] = field(default_factory=dict)
+
+
+class Versions:
+    """The versions a worker has read, as the delivery activities ask for them (get, latest)."""
+
+    def __init__(self, versions: dict[int, Version]) -> None:
+        self._versions = versions
+
+    def get(self, number: int) -> Version | None:
+        return self._versions.get(number)
+
+    def latest(self) -> Version | None:
+        return self._versions[max(self._versions)] if self._versions else None
+
+
+def shop_named(name: str) -> ShopConfig:
+    profile = EXAMPLE_SHOP.shop
+    sender = profile.sender.model_copy(update={"name": f"{name}（株式会社{name}）"})
+    return ShopConfig.model_validate({**EXAMPLE_SHOP.model_dump(),
+                                      "shop": profile.model_copy(update={"name": name, "sender": sender})})
+
+
+VERSIONS = Versions({
+    1: Version(shop_named("一号店")),
+    2: Version(shop_named("二号店"), {"S06/upsell.j2": "{% extends layout %}{% block subject %}二号店の定期便{% endblock %}"
+                                                     "{% block lead %}{{ product }}は定期便で{% endblock %}"
+                                                     "{% block link %}{{ urls.subscription }}{% endblock %}"}),
+})
+
+
+async def sent_email(pool, member_id: str) -> dict:
+    return json.loads(await pool.fetchval("SELECT body FROM deliveries WHERE member_id = $1", member_id))
+
+
+async def test_a_touch_is_rendered_with_the_configuration_it_was_decided_under(pool, reachable_member):
+    await ActivityEnvironment().run(DeliveryActivities(pool, shops=VERSIONS).deliver,
+                                    request(reachable_member, config_version=1))
+    email = await sent_email(pool, reachable_member)
+    assert "送信者: 一号店（株式会社一号店）" in email["body"] and "二号店" not in email["body"]
+    assert "通常購入のままだと" in email["body"]  # version 1 has no template of its own
+
+
+async def test_a_versions_own_templates_render_its_touches(pool, reachable_member):
+    await ActivityEnvironment().run(DeliveryActivities(pool, shops=VERSIONS).deliver,
+                                    request(reachable_member, config_version=2))
+    email = await sent_email(pool, reachable_member)
+    assert email["subject"] == "二号店の定期便" and "ゴールデン酵素 30日分は定期便で" in email["body"]
+    assert "送信者: 二号店（株式会社二号店）" in email["body"]
+
+
+@pytest.mark.parametrize("version", [None, 0])
+async def test_a_touch_decided_before_any_configuration_takes_the_newest(pool, reachable_member, version):
+    await ActivityEnvironment().run(DeliveryActivities(pool, shops=VERSIONS).deliver,
+                                    request(reachable_member, config_version=version))
+    assert (await sent_email(pool, reachable_member))["subject"] == "二号店の定期便"
+
+
+@pytest.mark.parametrize("shops", [None, Versions({})], ids=["none", "empty"])
+async def test_with_no_configuration_the_example_shop_sends(pool, reachable_member, shops):
+    await ActivityEnvironment().run(DeliveryActivities(pool, shops=shops).deliver,
+                                    request(reachable_member, config_version=0))
+    assert "送信者: ゴールデンルート健康館" in (await sent_email(pool, reachable_member))["body"]
+
+
+async def test_a_version_this_worker_has_not_read_is_retried_and_nothing_is_recorded(pool, reachable_member):
+    with pytest.raises(ApplicationError) as failure:
+        await ActivityEnvironment().run(DeliveryActivities(pool, shops=VERSIONS).deliver,
+                                        request(reachable_member, config_version=3))
+    assert (failure.value.type, failure.value.non_retryable) == ("UnknownConfigVersion", False)
+    assert "configuration version 3 is not known" in str(failure.value)
+    assert await counts(pool, reachable_member) == (0, 0)
+
+
+async def test_a_touch_not_sent_needs_no_configuration_version(pool, member_id):
+    result = await ActivityEnvironment().run(DeliveryActivities(pool, shops=VERSIONS).deliver,
+                                             request(member_id, Outcome.HOLDOUT, None, config_version=3))
+    assert (result.recorded, result.sent) == (True, False)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import reduce
+from itertools import product
 
 import pytest
+from structlog.testing import capture_logs
 
+from activities.example_shop import EXAMPLE_SHOP
 from activities.render import (
     BrokenTemplate, NoRecipient, NoTemplate, RenderedMessage, channels_of, every_message, render,
 )
+from activities.template_loader import ENVIRONMENTS_KEPT, environment
 from tests.factories import days, event, jst, order, registered, sample, shipped
-from workflows.events import Channel, Contact
+from workflows.events import Channel, Contact, LineRole
 from workflows.lifecycle import apply, new_member
 from workflows.messages import DeliveryRequest
 from workflows.scenarios import BY_SCENARIO, TEMPLATES, Scenario, plan
+from workflows.shop import Product, Sender, ShopConfig
 from workflows.touches import Outcome
 
 NOW = datetime(2026, 5, 1, 1, 0, tzinfo=timezone.utc)
@@ -27,12 +32,13 @@ MEMBER_CHANNELS = (Channel.EMAIL, Channel.LINE, Channel.DM)  # the ones with roo
 
 # The context each scenario's entries carry (workflows/entries.py); the contract test below checks it.
 CONTEXT = {
-    "S02": {"order_id": "t1"},
+    "S01": {"order_id": "s1", "sku": "KOSO-SAMPLE", "run_out_date": "2026-05-08"},
+    "S02": {"order_id": "t1", "sku": "KOSO-TRIAL-10", "run_out_date": "2026-05-11"},
     "S07": {"subscription_id": "sub1", "sku": "KOSO-30"},
-    "S10": {"order_id": "o5", "cross_order_id": "c1"},
-    "S12": {},
+    "S10": {"order_id": "o5", "cross_order_id": "c1", "sku": "KOSO-30", "cross_sku": "NYUSAN-30"},
+    "S12": {"signal": "cancel_page_viewed"},
 }
-MAIN_PURCHASE = {"order_id": "o1", "sku": "KOSO-30"}
+MAIN_PURCHASE = {"order_id": "o1", "sku": "KOSO-30", "run_out_date": "2026-05-31"}
 
 # What each step's message must say, on every channel it goes out on (SMS included).
 MENTIONS = {
@@ -202,3 +208,182 @@ def test_every_touch_the_planner_plans_renders_with_its_own_context():
         for channel in channels_of(step):
             for variant in BY_SCENARIO[Scenario(touch.scenario)].variants or (None,):
                 render(request(touch.scenario, touch.step, channel, variant=variant, context=touch.context), CONTACT)
+
+
+# --- the shop's configuration: its products by name, its sender, its own templates ------------
+
+SKUS = tuple(EXAMPLE_SHOP.catalogue)
+MAINS = [sku for sku, p in EXAMPLE_SHOP.catalogue.items() if p.role is LineRole.MAIN]
+
+
+def contexts_naming_every_product(scenario: str) -> list[dict[str, str]]:
+    """The scenario's context once per product of the example catalogue it can be about."""
+    catalogue = EXAMPLE_SHOP.catalogue
+    if scenario == "S01":
+        return [{**CONTEXT["S01"], "sku": sku} for sku, p in catalogue.items() if p.sample]
+    if scenario == "S02":
+        return [{**CONTEXT["S02"], "sku": sku} for sku, p in catalogue.items() if p.role is LineRole.TRIAL]
+    if scenario == "S10":
+        return [{**CONTEXT["S10"], "sku": sku, "cross_sku": cross} for sku in MAINS for cross in catalogue[sku].cross]
+    if scenario == "S12":
+        return [CONTEXT["S12"]]
+    return [{**CONTEXT.get(scenario, MAIN_PURCHASE), "sku": sku} for sku in MAINS]
+
+
+@pytest.mark.parametrize(("scenario", "step", "channel"), every_message(), ids=lambda v: getattr(v, "value", v))
+def test_no_message_of_the_example_shop_shows_a_sku(scenario, step, channel):
+    variants = BY_SCENARIO[Scenario(scenario)].variants or (None,)
+    with capture_logs() as logs:
+        for context, variant, upsell in product(contexts_naming_every_product(scenario), variants, (False, True)):
+            message = render(request(scenario, step, channel, upsell=upsell, variant=variant, context=context),
+                             CONTACT)
+            shown = f"{text(message)}\n{message.insert_code or ''}"
+            assert not [sku for sku in SKUS if sku in shown], (context, shown)
+    assert logs == []  # every product the example shop sells has a name
+
+
+@pytest.mark.parametrize(("scenario", "step", "generic"), [
+    ("S01", "welcome_offer", "サンプル"), ("S03", "testimonial", "ご愛用の商品"), ("S07", "resume_call", "ご愛用の商品"),
+])
+def test_a_sku_the_catalogue_does_not_name_is_never_shown_and_is_logged(scenario, step, generic):
+    step_channel = next(s for s in BY_SCENARIO[Scenario(scenario)].steps if s.name == step).channel
+    context = {**CONTEXT.get(scenario, MAIN_PURCHASE), "sku": "KOSO-7-NEW"}
+    with capture_logs() as logs:
+        message = render(request(scenario, step, step_channel or Channel.EMAIL, context=context), CONTACT)
+    assert "KOSO-7-NEW" not in text(message) and generic in text(message)
+    assert [(e["event"], e["sku"], e["log_level"]) for e in logs] == [
+        ("render.product_unnamed", "KOSO-7-NEW", "warning")]
+
+
+def test_a_sample_is_named_and_so_is_the_main_product_it_leads_to():
+    welcome = text(render(request("S01", "welcome_offer", Channel.EMAIL), CONTACT))
+    assert "このたびはゴールデン酵素 お試しサンプルをお申込みいただき" in welcome
+    assert "ゴールデン酵素 30日分を初回限定20%OFF・送料無料でお届けします" in welcome
+
+
+@pytest.mark.parametrize("step", ["bulk_offer", "last_call"])
+def test_a_trial_buyer_is_offered_the_main_product_by_name(step):
+    offer = text(render(request("S02", step, Channel.EMAIL), CONTACT))
+    assert "ゴールデン酵素 30日分のはじめてのご注文に限" in offer
+    assert "ゴールデン酵素 30日分のご購入はこちら" in offer
+
+
+@pytest.mark.parametrize(("main", "cross", "url"), [
+    ("KOSO-30", "乳酸菌サプリ 30日分", "https://grk.example/nyusan"),
+    ("AOJIRU-30", "コラーゲンゼリー 30本", "https://grk.example/collagen"),
+])
+@pytest.mark.parametrize("channel", [Channel.EMAIL, Channel.LINE, Channel.DM])
+def test_the_cross_sell_names_the_cross_product_of_the_members_main_product(main, cross, url, channel):
+    message = render(request("S09", "cross_offer", channel, context={**MAIN_PURCHASE, "sku": main}), CONTACT)
+    assert cross in text(message) and url in message.body
+    other = {"乳酸菌サプリ 30日分", "コラーゲンゼリー 30本"} - {cross}
+    assert not [name for name in other if name in text(message)]
+
+
+def test_the_cross_sell_links_the_shops_cross_page_when_the_product_has_no_page():
+    shop = shop_with(catalogue={**EXAMPLE_SHOP.catalogue, "NYUSAN-30": Product(
+        name="乳酸菌サプリ 30日分", role=LineRole.CROSS, days_supply=30)})
+    sms = render(request("S09", "cross_offer", Channel.SMS), CONTACT, shop).body
+    assert sms.endswith(" https://grk.example/set")
+
+
+def test_the_cross_sell_revival_asks_after_the_lapsed_product_and_offers_another():
+    message = render(request("S10", "cross_follow_up", Channel.EMAIL), CONTACT)  # lapsed: NYUSAN-30
+    assert "以前ご一緒にお使いいただいていた乳酸菌サプリ 30日分（ご注文番号 c1）" in message.body
+    assert "コラーゲンゼリー 30本もおすすめです" in message.body and "https://grk.example/collagen" in message.body
+
+
+def test_the_second_reactivation_step_names_the_similar_product():
+    message = render(request("S11", "new_product", Channel.EMAIL, context={**MAIN_PURCHASE, "sku": "AOJIRU-30"}),
+                     CONTACT)
+    assert "今回のおすすめ: ゴールデン酵素 30日分" in message.body and "https://grk.example/koso" in message.body
+    assert message.subject.startswith("ゴールデン酵素 30日分のご紹介")
+
+
+def shop_with(**changes) -> ShopConfig:
+    """The example shop with some of its sections replaced, validated like a shop's file."""
+    return ShopConfig.model_validate({**EXAMPLE_SHOP.model_dump(), **changes})
+
+
+OTHER_SHOP = shop_with(shop=EXAMPLE_SHOP.shop.model_copy(update={
+    "name": "みどり青汁本舗", "timezone": "America/Los_Angeles",
+    "sender": Sender(name="みどり青汁本舗（有限会社みどり）", email="info@midori.example", address="〒060-0000 札幌市中央区0-0",
+                     contact="0120-111-111（平日10:00〜16:00）"),
+    "urls": EXAMPLE_SHOP.shop.urls.model_copy(update={"unsubscribe": "https://midori.example/optout"}),
+}))
+
+
+def test_an_email_ends_with_what_the_law_requires_of_the_shop_that_sends_it():
+    message = render(request("S03", "survey", Channel.EMAIL), CONTACT, OTHER_SHOP)
+    footer = message.body[message.body.index("――――"):]
+    for shown in ("みどり青汁本舗（有限会社みどり）", "〒060-0000 札幌市中央区0-0", "0120-111-111（平日10:00〜16:00）",
+                  "https://midori.example/optout"):
+        assert shown in footer
+    assert "ゴールデンルート" not in message.body and "grk.example/stop" not in message.body
+
+
+def test_an_email_whose_layout_drops_the_opt_out_link_is_refused():
+    layout = "{% block lead %}{% endblock %}\n{{ sender.name }} {{ sender.address }} {{ sender.contact }}"
+    with pytest.raises(BrokenTemplate, match="does not show urls.unsubscribe, which 特定電子メール法"):
+        render(request("S03", "survey", Channel.EMAIL), CONTACT, templates={"_layouts/email.j2": layout})
+
+
+def test_dates_are_the_shops_own():
+    # 2026-05-01 01:00 UTC is 1 May in Tokyo and still 30 April in Los Angeles.
+    assert "5月1日" in render(request("S06", "upsell", Channel.DM), CONTACT).body
+    letter = render(request("S06", "upsell", Channel.DM), CONTACT, OTHER_SHOP).body
+    assert "4月30日" in letter and "5月1日" not in letter
+
+
+def test_a_shops_own_template_wins_over_the_built_in_one():
+    own = {"S06/upsell.j2": "{% extends layout %}{% block short %}{{ shop.name }}の定期便{% endblock %}"
+                            "{% block lead %}{{ product }}は定期便がお得です。{% endblock %}"
+                            "{% block link %}{{ urls.subscription }}{% endblock %}"}
+    line = render(request("S06", "upsell", Channel.LINE), CONTACT, OTHER_SHOP, own).body
+    assert "みどり青汁本舗の定期便" in line and "ゴールデン酵素 30日分は定期便がお得です。" in line
+    assert "通常購入のままだと" not in line
+    assert "通常購入のままだと" in render(request("S06", "upsell", Channel.DM), CONTACT, OTHER_SHOP).body
+
+
+def test_a_shop_can_replace_a_layout():
+    own = {"_layouts/sms.j2": "[{{ shop.short_name }}] {{ self.short() | trim }}"}
+    assert render(request("S06", "upsell", Channel.SMS), CONTACT, templates=own).body == \
+        "[GR健康館] 定期コースなら毎回10%OFF・送料無料・ポイント2倍"
+
+
+TWO_VARIANTS = shop_with(scenarios={"S06": {"variants": {"plain": 1, "points": 1}}})
+VARIANT_COPY = {
+    "S06/upsell.points.j2": "{% extends layout %}{% block short %}ポイント5倍{% endblock %}"
+                            "{% block lead %}定期ならポイント5倍{% endblock %}"
+                            "{% block link %}{{ urls.subscription }}{% endblock %}",
+    "S06/upsell.points.sms.j2": "{% extends layout %}{% block short %}SMS限定ポイント5倍{% endblock %}"
+                                "{% block link %}{{ urls.subscription }}{% endblock %}",
+}
+
+
+@pytest.mark.parametrize(("variant", "channel", "says"), [
+    ("points", Channel.LINE, "定期ならポイント5倍"), ("points", Channel.SMS, "SMS限定ポイント5倍"),
+    ("plain", Channel.LINE, "次回から定期コースに切り替えてみませんか"),
+])
+def test_a_variants_own_template_is_chosen_for_that_variant(variant, channel, says):
+    message = render(request("S06", "upsell", channel, variant=variant), CONTACT, TWO_VARIANTS, VARIANT_COPY)
+    assert says in message.body
+
+
+def test_a_variant_the_shop_did_not_configure_is_refused():
+    with pytest.raises(NoTemplate, match=r"variant 'gold' is not one of \['plain', 'points'\]"):
+        render(request("S06", "upsell", Channel.LINE, variant="gold"), CONTACT, TWO_VARIANTS, VARIANT_COPY)
+
+
+def test_a_template_that_fails_at_run_time_is_a_broken_template_naming_its_line():
+    own = {"S06/upsell.j2": "{% extends layout %}\n{% block short %}{{ 1 / 0 }}{% endblock %}"}
+    with pytest.raises(BrokenTemplate, match=r"S06.upsell on sms: ZeroDivisionError: .* \(line 2\)"):
+        render(request("S06", "upsell", Channel.SMS), CONTACT, templates=own)
+
+
+def test_one_environment_per_set_of_templates_and_only_a_few_kept():
+    first = environment({"S06/upsell.j2": "a"})
+    assert environment({"S06/upsell.j2": "a"}) is first and environment({"S06/upsell.j2": "b"}) is not first
+    for n in range(ENVIRONMENTS_KEPT + 1):
+        environment({"S06/upsell.j2": str(n)})
+    assert environment({"S06/upsell.j2": "a"}) is not first  # evicted, built again
