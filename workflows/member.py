@@ -152,14 +152,9 @@ class MemberWorkflow:
         if not self._configured:
             return
         book = versions.book_for(workflow.info().task_queue)
-        current = book.at(workflow.now())  # BookNotCurrent fails the task; Temporal retries it
-        self._previous = None
-        if self._version != current.number and (self._version is not None or carried):
-            previous = book.get(self._version) if self._version is not None else None
-            after = book.first_after(self._version) if self._version is not None else None
-            before = previous.rules if previous is not None else Rules(policy=self._policy)
-            self._previous = (before, after.effective_at if after is not None else workflow.now())
-        self._rules = current.rules
+        # BookNotCurrent (the worker's book is stale) fails the task; Temporal retries it.
+        choice = versions.choose(book, workflow.now(), self._version, carried, Rules(policy=self._policy))
+        self._rules, self._previous = choice.rules, choice.previous
 
     def _absorb_events(self) -> None:
         state = lifecycle.advance_clock(self._state, workflow.now())
@@ -209,7 +204,7 @@ class MemberWorkflow:
         transition = None
         if self._previous is not None:  # what the rules before called for, with the facts of now
             before, since = self._previous
-            transition = policy.Transition(since, policy.planned_keys(self._state, self._planned, before))
+            transition = policy.Transition(since, policy.planned_dues(self._state, self._planned, before))
         settlement = policy.settle(self._state, self._planned, workflow.now(), self._rules,
                                    exact=self._exact, transition=transition)
         if self._configured:

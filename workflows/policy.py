@@ -167,10 +167,10 @@ def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[da
 class Transition:
     """The first decision under a newer version of the shop's configuration than the
     member's last one. ``since``: when the first version the member had not decided
-    under took effect; ``known``: the keys the member's previous version planned."""
+    under took effect; ``known``: what the member's previous version plans, key → due."""
 
     since: datetime
-    known: frozenset[str]
+    known: dict[str, datetime]
 
 
 def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
@@ -186,14 +186,17 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
 
     A configuration change applies from the member's next decision and never to the
     past: a pending step the shop switched off ends ``cancelled`` with a reason that
-    names the change (``config:v3:S06_off``); at a ``transition``, a touch only the new
-    version calls for and that fell due before it took effect ends ``cancelled``
-    (``config:v3:not_retroactive``), and one the change moved into the past is late
-    only from the change on.
+    names the change (``config:v3:S06_off``). At a ``transition`` (the first decision
+    under a newer version), a touch only the new version calls for that fell due
+    before the version took effect ends ``cancelled`` (``config:v3:not_retroactive``);
+    one new since the version took effect, while the member slept, is due from this
+    decision on; one the change moved earlier is late only as late as it would have been
+    without the change — neither expires because of the change itself.
     """
     rules = as_rules(config)
     grace = rules.policy.grace if exact else timedelta(0)
-    planned = {t.key: _keep_postponement(t, pending.get(t.key)) for t in plan(state, rules, grace)}
+    planned = {t.key: _keep_postponement(t, pending.get(t.key), transition is not None)
+               for t in plan(state, rules, grace)}
     finished: list[tuple[PlannedTouch, TouchRecord]] = []
     for key, touch in pending.items():
         if key in planned:
@@ -209,23 +212,27 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
     due_from: dict[str, datetime] = {}
     if transition is not None:
         for key, touch in list(planned.items()):
-            if touch.due_at >= transition.since or touch.cancelled_reason is not None:
+            if touch.due_at > now or touch.cancelled_reason is not None:
                 continue
-            if key in transition.known:
-                due_from[key] = transition.since
-            else:
+            before = transition.known.get(key)
+            if before is None and touch.due_at < transition.since:
                 del planned[key]
                 reason = f"config:v{rules.version}:not_retroactive"
                 finished.append((touch, _record(touch, Decision(Outcome.CANCELLED, reason), now)))
+            elif before is None:  # due since the version took effect, while the member slept
+                due_from[key] = now
+            elif before > touch.due_at:  # moved earlier: never later than it would have been
+                due_from[key] = before
     sent = [t.decided_at for t in state.touches if t.outcome is Outcome.SENT and t.channel not in OPERATIONAL]
     due = sorted((t for t in planned.values() if (t.cancelled_reason and not exact) or t.send_at <= now),
                  key=lambda t: (t.priority, t.due_at, t.key))
     for touch in due:
+        late_from = due_from.get(touch.key, touch.late_from)
         decision = decide(state, touch, now, sent, rules, tuple(r for _, r in finished) if exact else (),
-                          due_from.get(touch.key))
+                          late_from)
         if decision.outcome is None:
             assert decision.postpone_to is not None
-            planned[touch.key] = touch.model_copy(update={"send_at": decision.postpone_to})
+            planned[touch.key] = touch.model_copy(update={"send_at": decision.postpone_to, "late_from": late_from})
             continue
         del planned[touch.key]
         finished.append((touch, _record(touch, decision, now)))
@@ -237,16 +244,25 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
     return Settlement(finished, planned, min(moments, default=None))
 
 
-def planned_keys(state: MemberState, pending: dict[str, PlannedTouch], rules: Rules | PolicyConfig) -> frozenset[str]:
-    """What a version calls for now: the keys it plans, and those already pending under it."""
+def planned_dues(state: MemberState, pending: dict[str, PlannedTouch],
+                 rules: Rules | PolicyConfig) -> dict[str, datetime]:
+    """What a version calls for with the facts of now, key → due: what it plans, and what
+    is already pending under it."""
     planned = plan(state, as_rules(rules), as_rules(rules).policy.grace)
-    return frozenset(t.key for t in planned) | frozenset(pending)
+    return {key: touch.due_at for key, touch in pending.items()} | {t.key: t.due_at for t in planned}
 
 
-def _keep_postponement(touch: PlannedTouch, before: PlannedTouch | None) -> PlannedTouch:
-    """Quiet hours and the cap postpone a send; nothing postpones a cancellation."""
+def _keep_postponement(touch: PlannedTouch, before: PlannedTouch | None, changed: bool = False) -> PlannedTouch:
+    """Quiet hours and the cap postpone a send; nothing postpones a cancellation. At a
+    configuration change (``changed``) a touch the change moved keeps no earlier send time:
+    that was its old due, not a postponement."""
+    if changed and before is not None and before.due_at != touch.due_at:
+        return touch
     if before is not None and before.send_at > touch.send_at and touch.cancelled_reason is None:
-        return touch.model_copy(update={"send_at": before.send_at})
+        update: dict = {"send_at": before.send_at}
+        if before.late_from is not None and before.due_at == touch.due_at:
+            update["late_from"] = before.late_from
+        return touch.model_copy(update=update)
     return touch
 
 

@@ -292,6 +292,9 @@ def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = ti
 # an entry that stops being derived (its order cancelled) may come back within them.
 RECENT = timedelta(days=180)
 MAX_LEDGER = 400  # a safety bound far above what the rules above keep
+# Scenarios whose entries the shop's configuration decides (S08's N回目 and spacing): a change
+# can make an old entry derivable again, so their outcomes (one per 180 days) are kept.
+RULED_ENTRIES = frozenset({Scenario.S08_LOYALTY.value})
 
 
 def entered_occurrences(state: MemberState, rules: Rules = DEFAULT_RULES) -> set[tuple[str, str]]:
@@ -307,6 +310,6 @@ def record(state: MemberState, records: list[TouchRecord], rules: Rules = DEFAUL
     now = state.as_of or max(r.decided_at for r in records)
     kept = tuple(
         r for r in (*state.touches, *records)
-        if (r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT
+        if (r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT or r.scenario in RULED_ENTRIES
     )
     return state.model_copy(update={"touches": kept[-MAX_LEDGER:]})

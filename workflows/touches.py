@@ -41,6 +41,9 @@ class PlannedTouch(_Touch):
     context: dict[str, str] = {}
     # Set when the scenario's exit already happened before the step was due.
     cancelled_reason: str | None = None
+    # Set when a configuration change made the touch due while the member slept: it is
+    # late only from then on (workflows.policy.settle, at a transition).
+    late_from: datetime | None = None
 
 
 class TouchRecord(_Touch):

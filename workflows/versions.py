@@ -88,6 +88,30 @@ class VersionBook:
         return later[0] if later else None
 
 
+@dataclass(frozen=True)
+class Choice:
+    """The rules of a decision and, at a member's first decision under a newer version
+    (a transition), the rules it decided under before and since when they no longer hold."""
+
+    rules: Rules
+    previous: tuple[Rules, datetime] | None = None
+
+
+def choose(book: VersionBook, now: datetime, last: int | None, carried: bool, before: Rules) -> Choice:
+    """The version in force at ``now`` for a member whose last decision was under ``last``.
+
+    ``carried``: the member has decided before (its state came through continue-as-new)
+    even if ``last`` is None — it ran before versions existed, under ``before``.
+    """
+    current = book.at(now)
+    if current.number == last or (last is None and not carried):
+        return Choice(current.rules)
+    previous = book.get(last) if last is not None else None
+    after = book.first_after(last) if last is not None else None
+    rules_before = previous.rules if previous is not None else before
+    return Choice(current.rules, (rules_before, after.effective_at if after is not None else now))
+
+
 _BOOKS: dict[str, VersionBook] = {}
 _DEFAULT = VersionBook()
 
