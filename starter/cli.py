@@ -123,12 +123,22 @@ def _parser() -> argparse.ArgumentParser:
     state.set_defaults(command=_state)
 
     preview = commands.add_parser(
-        "preview", help="run one member's events through the real workflow on the time-skipping test server, "
-                        "channels dry, and list every touch with its outcome")
-    preview.add_argument("file", help="one member's events (NDJSON or JSON), or - for standard input")
+        "preview", help="run example members' events through the real workflow on the time-skipping test server, "
+                        "channels dry, and list every touch with its outcome; or compare two shop configurations")
+    preview.add_argument("files", nargs="+", metavar="EVENTS",
+                         help="one member's events per file (NDJSON or JSON), a directory of *.ndjson files, "
+                              "or - for standard input")
     preview.add_argument("--days", type=_days, default=365, metavar="N",
                          help="how many days after the first event to run (default 365)")
-    preview.add_argument("--json", action="store_true", help="print the touches as one JSON array")
+    preview.add_argument("--json", action="store_true",
+                         help="print JSON: one file, the touches as one array; several, {members: [...]}; "
+                              "--compare, {members: [{member_id, appeared, disappeared, moved, unchanged}]}")
+    shop = preview.add_mutually_exclusive_group()
+    shop.add_argument("--config", metavar="FILE", help="decide under this shop configuration file "
+                                                       "(default: the SPEC's policy and scenarios)")
+    shop.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"),
+                      help="run each member under both configuration files and list the touches that appear, "
+                           "disappear or move under NEW")
     preview.set_defaults(command=_preview)
 
     from starter.config_cli import add_config_commands
@@ -408,26 +418,9 @@ async def _member_restore(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _preview(settings: Settings, args: argparse.Namespace) -> int:
     """Needs no dev stack: its own time-skipping test server, dry channels, no PostgreSQL."""
-    import logging
+    from starter.preview.command import run_preview
 
-    from starter.preview import PreviewError, preview_text, report_problems, to_json, to_table
-
-    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    sdk_log = logging.getLogger("temporalio")
-    level = sdk_log.level
-    sdk_log.setLevel(logging.WARNING)  # the worker's start and stop lines are noise here
-    try:
-        preview = await preview_text(text, args.days)
-    except PreviewError as error:
-        for problem in error.problems:
-            print(f"rejected {problem}", file=sys.stderr)
-        return 1
-    finally:
-        sdk_log.setLevel(level)
-    for note in report_problems(preview):
-        print(f"goldenroute: {note}", file=sys.stderr)
-    emit(to_json(preview) if args.json else to_table(preview))
-    return 0
+    return await run_preview(args)
 
 
 def _when(moment) -> str:

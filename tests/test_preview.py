@@ -116,6 +116,35 @@ def test_a_file_with_two_members_is_refused(capsys, tmp_path):
     assert "line 4: member_id" in captured.err and "one member per file" in captured.err
 
 
+def test_several_files_or_a_directory_preview_each_member_into_one_json_object(capsys, tmp_path):
+    never_buys, lapsed = EXAMPLES / "02_sample_never_buys.ndjson", EXAMPLES / "10_lapsed_buyer.ndjson"
+    alone = preview_json(capsys, str(never_buys), "--days", "30")
+
+    assert main(["preview", str(never_buys), str(lapsed), "--days", "30", "--json"]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert [m["member_id"] for m in both["members"]] == ["C-2025-0002", "C-2025-0010"]
+    assert both["members"][0] == {"member_id": "C-2025-0002", "timezone": "Asia/Tokyo", "touches": alone}
+
+    # A directory stands for its *.ndjson files, in name order.
+    assert main(["preview", str(EXAMPLES), "--days", "30", "--json"]) == 0
+    members = json.loads(capsys.readouterr().out)["members"]
+    assert len(members) == len(list(EXAMPLES.glob("*.ndjson"))) and members[1] == both["members"][0]
+
+
+def test_a_rejected_file_among_several_is_named_with_its_line_and_nothing_runs(capsys, tmp_path):
+    (tmp_path / "a_good.ndjson").write_text((EXAMPLES / "02_sample_never_buys.ndjson").read_text(encoding="utf-8"))
+    broken = tmp_path / "b_broken.ndjson"
+    broken.write_text((EXAMPLES.parent / "with_invalid_lines.ndjson").read_text(encoding="utf-8"))
+
+    assert main(["preview", str(tmp_path), "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"rejected {broken} line 2: occurred_at" in captured.err
+    # The same member in two files: which file's events would be its?
+    assert main(["preview", str(tmp_path / "a_good.ndjson"), str(EXAMPLES / "02_sample_never_buys.ndjson")]) == 1
+    assert "one file per member" in capsys.readouterr().err
+
+
 def test_a_year_of_one_member_completes_in_seconds(capsys):
     started = time.monotonic()
     touches = preview_json(capsys, str(EXAMPLES / "07_loyal_monthly.ndjson"), "--days", "365")
