@@ -20,9 +20,11 @@ from activities.contacts import ContactActivities
 from activities.delivery import DeliveryActivities
 from activities.projection import ProjectionActivities
 from activities.restore import RestoreActivities
+from activities.shop_versions import ConfigRefresher, ShopVersions, StoredVersionInvalid
 from worker.client import connect
 from worker.metrics import serve_metrics
 from worker.settings import Settings
+from workflows import versions
 from workflows.member import MemberWorkflow
 
 log = structlog.get_logger(__name__)
@@ -62,9 +64,10 @@ def _restrictions() -> SandboxRestrictions:
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=_restrictions())
 
 
-def activities(pool: asyncpg.Pool) -> list:
-    """The production activities, with their dependencies."""
-    delivery = DeliveryActivities(pool)
+def activities(pool: asyncpg.Pool, shops: ShopVersions | None = None) -> list:
+    """The production activities, with their dependencies (``shops``: the configuration
+    versions a touch's message is rendered with)."""
+    delivery = DeliveryActivities(pool, shops=shops)
     contacts = ContactActivities(pool)
     projection = ProjectionActivities(pool)
     restore = RestoreActivities(pool)
@@ -73,7 +76,8 @@ def activities(pool: asyncpg.Pool) -> list:
 
 
 def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, *,
-                 activity_functions: list | None = None, **options) -> Worker:
+                 activity_functions: list | None = None, shops: ShopVersions | None = None,
+                 **options) -> Worker:
     """The one place that builds a worker; tests, preview and ``goldenroute dev`` use it too.
 
     ``activity_functions`` replaces the production activities (``goldenroute preview``
@@ -81,7 +85,7 @@ def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, 
     """
     if activity_functions is None:
         assert pool is not None, "the production activities need a PostgreSQL pool"
-        activity_functions = activities(pool)
+        activity_functions = activities(pool, shops)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -106,6 +110,28 @@ async def database(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
+@asynccontextmanager
+async def shop_configuration(pool: asyncpg.Pool, settings: Settings) -> AsyncIterator[ConfigRefresher]:
+    """The shop's configuration versions for this worker (``workflows.versions``): read before
+    it starts (a worker that cannot read them does not start), installed for its task queue's
+    workflows, and refreshed beside it every CONFIG_REFRESH_SECONDS until it has stopped."""
+    refresher = ConfigRefresher(pool, timedelta(seconds=settings.config_lead_seconds))
+    try:
+        await refresher.refresh()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StoredVersionInvalid) as error:
+        raise RuntimeError(f"cannot read the shop's configuration versions from PostgreSQL: {error}") from error
+    versions.install(settings.task_queue, refresher.book)
+    done = asyncio.Event()
+    refreshing = asyncio.create_task(refresher.run(done, timedelta(seconds=settings.config_refresh_seconds)))
+    try:
+        yield refresher
+    finally:
+        done.set()
+        await refreshing
+        if versions.book_for(settings.task_queue) is refresher.book:
+            versions.uninstall(settings.task_queue)
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until SIGTERM/SIGINT (or ``stop``), then let in-flight work finish."""
     stop = stop or asyncio.Event()
@@ -115,10 +141,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     # METRICS_PORT: the SDK's metrics and the business metrics of worker.metrics, on one endpoint.
     with serve_metrics(settings.metrics_port) as runtime:
         client = await connect(settings, runtime)
-        async with database(settings) as pool:
-            worker = build_worker(client, pool, settings)
+        async with database(settings) as pool, shop_configuration(pool, settings) as config:
+            worker = build_worker(client, pool, settings, shops=config.shops)
+            latest = config.shops.latest()
             log.info("worker.started", task_queue=settings.task_queue, namespace=settings.temporal_namespace,
-                     temporal=settings.temporal_address, metrics_port=settings.metrics_port or None)
+                     temporal=settings.temporal_address, metrics_port=settings.metrics_port or None,
+                     config_version=latest.number if latest else 0)
             running = asyncio.create_task(worker.run())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from worker.discovery import DEV_STACK_FILE, find_running
 
@@ -47,6 +47,22 @@ class Settings(BaseModel):
     ingress_max_body_bytes: int = Field(1 << 20, ge=1, description="INGRESS_MAX_BODY_BYTES")
     ingress_max_batch: int = Field(1_000, ge=1, description="INGRESS_MAX_BATCH (events per request)")
     ingress_replay_window: int = Field(300, ge=1, description="INGRESS_REPLAY_WINDOW (seconds)")
+    # The shop's configuration is data in PostgreSQL (`goldenroute config apply`), not a setting:
+    # this only names the file `goldenroute dev` applies at start, if any.
+    shop_config: Path | None = Field(None, description="GOLDENROUTE_SHOP_CONFIG (applied by goldenroute dev)")
+    # A configuration version takes effect this long after it is applied; every worker reads
+    # the versions every config_refresh_seconds, which must stay under half of it
+    # (workflows.versions). `config apply` and the workers must agree on the lead.
+    config_lead_seconds: int = Field(60, ge=1, le=86_400, description="CONFIG_LEAD_SECONDS")
+    config_refresh_seconds: int = Field(10, ge=1, description="CONFIG_REFRESH_SECONDS")
+
+    @field_validator("config_refresh_seconds")
+    @classmethod
+    def _refresh_within_lead(cls, value: int, info: ValidationInfo) -> int:
+        lead = info.data.get("config_lead_seconds")
+        if lead is not None and value * 2 >= lead:
+            raise ValueError(f"must be less than half of CONFIG_LEAD_SECONDS ({lead}), not {value}")
+        return value
 
     @field_validator("ingress_secrets", mode="before")
     @classmethod
