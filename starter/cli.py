@@ -220,12 +220,14 @@ def _days(text: str) -> int:
 
 
 async def _dev(settings: Settings, args: argparse.Namespace) -> int:
+    from starter.config_store import apply_at_start
     from worker.devstack import DevStack
     from worker.discovery import user_stack_file
     from worker.main import run_worker
 
     async with DevStack(settings, user_file=user_stack_file()) as stack:
         running = stack.settings
+        shop = await apply_at_start(running)  # GOLDENROUTE_SHOP_CONFIG, when it names a file
         ingress = await stack.start_ingress()
         signing = (f"source {ingress.source}, secret {ingress.secret}" if ingress.secret
                    else "secrets from GOLDENROUTE_INGRESS_SECRETS")
@@ -235,6 +237,7 @@ async def _dev(settings: Settings, args: argparse.Namespace) -> int:
             f"  Web UI:    {stack.ui_url or '(external Temporal)'}\n"
             f"  Postgres:  {running.database_url}\n"
             f"  Worker:    task queue {running.task_queue}\n"
+            f"  Shop:      {shop}\n"
             f"  HTTP:      {ingress.url}/v1/events ({signing}); OpenAPI {ingress.url}/docs\n"
             f"Send events with `goldenroute send examples/sample_converts.ndjson --now`; Ctrl-C stops everything.",
             file=sys.stderr, flush=True,

@@ -39,8 +39,10 @@ def add_config_commands(commands: argparse._SubParsersAction) -> argparse._SubPa
     show.add_argument("--json", action="store_true", help="print it as one JSON object")
     show.set_defaults(command=_show)
 
-    # `config apply FILE` and `config versions` (applying a file as a new version for running
-    # members, listing the versions) are added to `actions` here.
+    # `config apply FILE` and `config versions`: a file as a new version for running members.
+    from starter.config_store import add_store_commands
+
+    add_store_commands(actions)
     return actions
 
 
