@@ -1,6 +1,6 @@
 """``goldenroute config apply`` and ``config versions``: the shop's configuration versions.
 
-``apply FILE`` validates the file and its templates and, when they differ from the
+``apply FILE`` checks the file and its templates as ``config check`` does and, when they differ from the
 newest version, stores them as the next version, effective ``CONFIG_LEAD_SECONDS``
 after now (``activities.shop_versions``); it says when, and what changed, key by
 key. ``versions`` lists every version and which one is in force. ``goldenroute dev``
@@ -22,10 +22,11 @@ from zoneinfo import ZoneInfo
 import structlog
 from pydantic import BaseModel, ValidationError
 
+from activities.render import check_templates
 from activities.shop_versions import ShopVersion, apply, fetch
 from starter.table import table
 from worker.settings import Settings
-from worker.shop_config import ShopConfigError, load_shop_config
+from worker.shop_config import LoadedShop, ShopConfigError, load_shop_config
 from workflows.shop import ShopConfig
 
 log = structlog.get_logger(__name__)
@@ -50,7 +51,7 @@ async def _apply(settings: Settings, args: argparse.Namespace) -> int:
     from worker.main import database
 
     try:
-        loaded = load_shop_config(args.file)
+        loaded = checked(args.file)
     except ShopConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
@@ -61,6 +62,16 @@ async def _apply(settings: Settings, args: argparse.Namespace) -> int:
         previous = await fetch(pool, version.number - 1) if created else None
     emit(describe(version, created, previous))
     return 0
+
+
+def checked(path) -> LoadedShop:
+    """The file as ``config check`` passes it: valid, and every template it enables renders
+    (a touch whose message cannot be rendered is never sent, so such a file is not applied)."""
+    loaded = load_shop_config(path)
+    problems = check_templates(loaded.config, loaded.templates)
+    if problems:
+        raise ShopConfigError(problems)
+    return loaded
 
 
 def describe(version: ShopVersion, created: bool, previous: ShopVersion | None) -> str:
@@ -195,7 +206,7 @@ async def apply_at_start(settings: Settings) -> str:
     loaded = None
     if settings.shop_config is not None:
         try:
-            loaded = load_shop_config(settings.shop_config)
+            loaded = checked(settings.shop_config)
         except ShopConfigError as error:
             raise RuntimeError("GOLDENROUTE_SHOP_CONFIG cannot be applied:\n" + "\n".join(error.problems)) from None
     async with database(settings) as pool:

@@ -90,6 +90,14 @@ def test_an_invalid_file_is_not_applied(cli_database, shop_file, capsys):
     assert main(["config", "versions"]) == 0
     assert "version 0" in capsys.readouterr().out  # nothing stored
 
+    template = shop_file.parent / "shop-templates" / "S06" / "upsell.line.j2"
+    edit(shop_file, "every_days = 3", "every_days = 180")
+    template.write_text("{{ shop.name ", encoding="utf-8")  # valid names, but it cannot render
+    assert main(["config", "apply", str(shop_file)]) == 1
+    assert "S06/upsell.line.j2" in capsys.readouterr().err
+    assert main(["config", "versions"]) == 0
+    assert "version 0" in capsys.readouterr().out
+
 
 async def test_dev_applies_the_named_file_once_and_only_that(versions_url, shop_file):  # noqa: F811
     settings = Settings(database_url=versions_url, home=shop_file.parent / "home")
