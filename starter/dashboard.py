@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from zoneinfo import ZoneInfo
 
 from starter import svg
-from starter.reports import SHOP_TIMEZONE, run_report
+from starter.reports import DEFAULT_TIMEZONE, run_report
 from workflows.scenarios import TEMPLATES
 
 TITLE = "goldenroute CRMダッシュボード"
@@ -51,15 +51,15 @@ async def write_dashboard(pool: Any, out: Path, start: date | None = None, end: 
     定期フロー's not-yet-due cells are read as of it.
     """
     reports = {name: await run_report(pool, name, start=start, end=end, as_of=as_of) for name in REPORTS}
-    html = render_dashboard(reports, start=start, end=end, as_of=as_of)
+    html = render_dashboard(reports, start=start, end=end, as_of=as_of, zone=reports["funnel"].timezone)
     Path(out).write_text(html, encoding="utf-8")
 
 
 def render_dashboard(reports: Mapping[str, Any], *, start: Any = None, end: Any = None,
-                     as_of: datetime | None = None) -> str:
+                     as_of: datetime | None = None, zone: str = DEFAULT_TIMEZONE) -> str:
     """The whole document; ``reports`` maps a report name to its Report (rows of dicts)."""
     rows = {name: list(report.rows) for name, report in reports.items()}
-    now = (as_of or datetime.now(timezone.utc)).astimezone(ZoneInfo(SHOP_TIMEZONE))
+    now = (as_of or datetime.now(timezone.utc)).astimezone(ZoneInfo(zone))  # the shop's
     generated = now.strftime("%Y-%m-%d %H:%M %Z")
     period = f"{_day(start) or '最初'} 〜 {_day(end) or '現在'}"
     body = "".join([

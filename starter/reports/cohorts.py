@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starter.reports.period import SHOP_TIMEZONE
 
 # --- 定期フロー / LTV -------------------------------------------------------------------
 SUBSCRIPTION_DELIVERIES = 12  # continuation shown at delivery 1 … 12
@@ -93,7 +92,7 @@ SELECT CASE WHEN grouping(cohort) = 1 THEN '合計' ELSE cohort END AS cohort,
        count(*)::int AS started,
        {_SHARES}
 FROM (
-    SELECT to_char(s.started_at AT TIME ZONE '{SHOP_TIMEZONE}', 'YYYY-MM') AS cohort, s.deliveries,
+    SELECT to_char(s.started_at AT TIME ZONE $4::text, 'YYYY-MM') AS cohort, s.deliveries,
            s.started_at, coalesce(i.interval_days, 30) AS interval_days
     FROM subscriptions s
     LEFT JOIN intervals i USING (member_id, subscription_id)
@@ -136,7 +135,7 @@ per_member AS (
       AND ($2::timestamptz IS NULL OR first_at < $2::timestamptz)
     GROUP BY member_id, first_at
 )
-SELECT to_char(first_at AT TIME ZONE '{SHOP_TIMEZONE}', 'YYYY-MM') AS cohort,
+SELECT to_char(first_at AT TIME ZONE $4::text, 'YYYY-MM') AS cohort,
        count(*)::int AS members,
        {_LTV_COHORT}
 FROM per_member

@@ -12,7 +12,7 @@ import asyncpg
 from starter.reports.cohorts import (
     FUNNEL_SQL, FUNNEL_STEPS, LTV_DAYS, LTV_SQL, SUBSCRIPTION_DELIVERIES, SUBSCRIPTION_FLOW_SQL,
 )
-from starter.reports.period import ReportError, Window, window
+from starter.reports.period import ReportError, Window, read_shop, window
 from starter.reports.render import Report
 from starter.reports.scenarios import SCENARIOS_SQL, scenario_args
 from starter.reports.segments import CPM_SEGMENTS, CPM_SQL, RFM_SQL
@@ -64,7 +64,7 @@ REPORTS: dict[str, ReportSpec] = {spec.name: spec for spec in (
         "subscription-flow", "定期フロー (お届け回数別の継続率)",
         **_columns(("cohort", "開始月"), ("started", "開始数"),
                    *((f"d{k}", f"{k}回目") for k in range(1, SUBSCRIPTION_DELIVERIES + 1))),
-        sql=SUBSCRIPTION_FLOW_SQL, args=lambda w: (w.start, w.end, w.as_of), as_of="now",
+        sql=SUBSCRIPTION_FLOW_SQL, args=lambda w: (w.start, w.end, w.as_of, w.timezone), as_of="now",
     ),
     ReportSpec(
         "rfm", "RFM分析",
@@ -82,7 +82,7 @@ REPORTS: dict[str, ReportSpec] = {spec.name: spec for spec in (
         "ltv", "LTV (初回購入月コホート別・1人あたり累計売上)",
         **_columns(("cohort", "初回購入月"), ("members", "会員数"),
                    *((f"day_{d}", f"{d}日後" if d else "当日") for d in LTV_DAYS)),
-        sql=LTV_SQL, args=lambda w: (w.start, w.end, w.as_of), as_of="now",
+        sql=LTV_SQL, args=lambda w: (w.start, w.end, w.as_of, w.timezone), as_of="now",
     ),
 )}
 
@@ -100,13 +100,14 @@ def get_spec(name: str) -> ReportSpec:
 
 async def run_report(conn_or_pool: asyncpg.Connection | asyncpg.Pool, name: str, start: date | None = None,
                      end: date | None = None, as_of: datetime | None = None) -> Report:
-    """Run one report over the read models; ``start``/``end`` are inclusive dates in the shop's timezone."""
+    """Run one report over the read models; ``start``/``end`` are inclusive dates in the shop's timezone
+    (its configuration's, ``period.read_shop``)."""
     spec = get_spec(name)
-    w = window(spec, start, end, as_of)
+    w = window(spec, start, end, as_of, shop=await read_shop(conn_or_pool))
     records = await conn_or_pool.fetch(spec.sql, *spec.args(w))
     rows = [{c: _plain(r[c]) for c in spec.columns} for r in records]
     # RFM and CPM are a picture at one moment: --from has no part in them.
     return Report(name=spec.name, title=spec.title, columns=list(spec.columns), rows=rows,
                   start=None if spec.as_of == "to" else start, end=end,
                   as_of=w.as_of if spec.as_of else None, one_decimal=spec.one_decimal,
-                  headers=list(spec.headers))
+                  headers=list(spec.headers), timezone=w.timezone)

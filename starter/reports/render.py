@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-from starter.reports.period import shop_time
+from starter.reports.period import DEFAULT_TIMEZONE, shop_time
 from starter.table import table
 
 
@@ -26,11 +26,12 @@ class Report:
     as_of: datetime | None = None
     one_decimal: frozenset[str] = field(default=frozenset(), repr=False)
     headers: list[str] | None = field(default=None, repr=False)  # the terminal's headings (default: columns)
+    timezone: str = DEFAULT_TIMEZONE  # the shop's: as_of is shown on its clock
 
     def period(self) -> str:
         """``期間 2026-01-01 〜 2026-06-30 / 基準日時 2026-12-02 09:49 JST``: as_of in the shop's timezone."""
         span = f"{self.start or '…'} 〜 {self.end or '…'}" if self.start or self.end else "全期間"
-        as_of = f" / 基準日時 {shop_time(self.as_of).strftime('%Y-%m-%d %H:%M %Z')}" if self.as_of else ""
+        as_of = f" / 基準日時 {shop_time(self.as_of, self.timezone).strftime('%Y-%m-%d %H:%M %Z')}" if self.as_of else ""
         return f"期間 {span}{as_of}"
 
     def as_dict(self) -> dict[str, Any]:

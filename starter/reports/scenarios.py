@@ -1,19 +1,20 @@
 """The scenario KPI report: entries, conversions and the lift over the holdout group.
 
 The scenario KPI definitions (``converts_on``, ``kpi_days``, names) come from
-``workflows.scenarios.TEMPLATES`` and are passed into the SQL as arrays, so the
-templates stay the single source.
+``workflows.scenarios.TEMPLATES``, and the holdout share and variants from the shop's
+configuration versions (``Rules``, as the policy reads them); both are passed into the
+SQL as arrays, so the templates and the rules stay the single source.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from workflows.policy import PolicyConfig
 from workflows.scenarios import TEMPLATES
 
 if TYPE_CHECKING:
     from starter.reports.period import Window
+    from workflows.versions import Version
 
 # 95 % two-sided normal quantile, for the lift's confidence interval.
 Z95 = 1.96
@@ -41,13 +42,17 @@ def _bucket_sql(*parts: str) -> str:
 # stable hash *before* any channel rule, but *after* the cancel (exit) and expiry rules.
 # So: an entry with a `holdout` touch is in the holdout group; one with a `sent` or
 # `suppressed` touch is in treatment; one whose touches all expired (or expired and were
-# cancelled) before any step was decided gets the group the policy's hash gives it
-# (bucket < holdout percent). Classifying entries by "all touches holdout" instead would
-# move every holdout member with a cancelled later step (an early converter) into
-# treatment and inflate the lift. Holdout touches carry no variant, so a scenario's
-# holdout group is the shared control of each of its variants (each variant row shows
-# it, so entered = the variant's treatment entries + the whole holdout); a treatment
-# entry without a recorded variant gets the one the policy's variant hash gives.
+# cancelled) before any step was decided gets the group the policy's hash gives it under
+# the configuration version in force at the entry's moment (bucket < that version's
+# holdout share of the scenario: the shop's, not a constant). Classifying entries by "all
+# touches holdout" instead would move every holdout member with a cancelled later step
+# (an early converter) into treatment and inflate the lift. Holdout touches carry no
+# variant, so a scenario's holdout group is the shared control of each of its variants
+# (each variant row shows it, so entered = the variant's treatment entries + the whole
+# holdout); a treatment entry without a recorded variant gets the one the policy's
+# weighted variant hash gives under the version in force at its moment. Every scenario
+# has a row per variant the latest version declares (the template's own, or the shop's),
+# and one per other variant its touches recorded; '-' stands for no variant.
 #
 # touched = treatment entries with at least one `sent` touch. Converted: the member had
 # the scenario's converts_on within (moment, moment + kpi_days]: main_purchase = a
@@ -61,11 +66,19 @@ def _bucket_sql(*parts: str) -> str:
 # scenario (1 member, 0 of 17 converted). NULL when a group is empty.
 SCENARIOS_SQL = f"""
 WITH kpi AS (
-    SELECT * FROM unnest($4::text[], $5::text[], $6::text[], $7::text[], $8::int[])
+    SELECT * FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::int[])
         AS k(scenario, name, kpi, converts_on, kpi_days)
 ),
-variants AS (  -- (scenario, variant, index, number of variants); '-' with n = 0 when none
-    SELECT * FROM unnest($9::text[], $10::text[], $11::int[], $12::int[]) AS v(scenario, variant, idx, n)
+variants AS (  -- the variants the latest version declares; '-' for a scenario without any
+    SELECT * FROM unnest($8::text[], $9::text[]) AS v(scenario, variant)
+),
+shares AS (  -- per configuration version (0: the SPEC's) and scenario: since when, its holdout share
+    SELECT * FROM unnest($10::int[], $11::timestamptz[], $12::text[], $13::int[])
+        AS s(version, effective_at, scenario, holdout_percent)
+),
+slots AS (  -- per version and scenario: each variant's slots [slot_from, slot_to) of its weights' sum
+    SELECT * FROM unnest($14::int[], $15::text[], $16::text[], $17::int[], $18::int[], $19::int[])
+        AS v(version, scenario, variant, slot_from, slot_to, slots)
 ),
 entries AS (
     SELECT t.member_id, t.scenario, t.occurrence,
@@ -75,23 +88,31 @@ entries AS (
            bool_or(t.outcome = 'sent')                      AS touched,
            min(t.variant)                                   AS variant
     FROM touches t
-    WHERE t.scenario = ANY($4::text[])
+    WHERE t.scenario = ANY($3::text[])
     GROUP BY t.member_id, t.scenario, t.occurrence
     HAVING bool_or(t.outcome <> 'cancelled')
        AND ($1::timestamptz IS NULL OR min(t.planned_at) >= $1::timestamptz)
        AND ($2::timestamptz IS NULL OR min(t.planned_at) < $2::timestamptz)
 ),
+in_force AS (  -- each entry with the configuration version in force at its moment
+    SELECT e.*, (SELECT s.version FROM shares s
+                 WHERE s.scenario = e.scenario AND s.effective_at <= e.moment
+                 ORDER BY s.effective_at DESC, s.version DESC LIMIT 1) AS version
+    FROM entries e
+),
 assigned AS (
     SELECT e.member_id, e.scenario, e.moment, e.touched,
            CASE WHEN e.held_out THEN true
                 WHEN e.treated THEN false
-                ELSE {_bucket_sql("e.member_id", "e.scenario", "'holdout'")} < $3::int
+                ELSE {_bucket_sql("e.member_id", "e.scenario", "'holdout'")} < s.holdout_percent
            END AS holdout,
            coalesce(e.variant, v.variant, '-') AS arm
-    FROM entries e
-    LEFT JOIN variants v
-           ON v.scenario = e.scenario AND v.n > 0
-          AND v.idx = {_bucket_sql("e.member_id", "e.scenario", "'variant'")} % v.n
+    FROM in_force e
+    JOIN shares s ON s.version = e.version AND s.scenario = e.scenario
+    LEFT JOIN slots v
+           ON v.version = e.version AND v.scenario = e.scenario
+          AND {_bucket_sql("e.member_id", "e.scenario", "'variant'")} % v.slots >= v.slot_from
+          AND {_bucket_sql("e.member_id", "e.scenario", "'variant'")} % v.slots < v.slot_to
 ),
 conversions AS (  -- per member and kind, every moment it happened
     SELECT member_id, kind, array_agg(at) AS ats
@@ -168,11 +189,31 @@ ORDER BY scenario, arm
 
 
 def scenario_args(w: Window) -> tuple:
-    variants = [(t.scenario.value, v, i, len(t.variants)) for t in TEMPLATES for i, v in enumerate(t.variants)]
-    variants += [(t.scenario.value, "-", 0, 0) for t in TEMPLATES if not t.variants]
+    versions = w.shop.versions
+    declared = [(t.scenario.value, name) for t in TEMPLATES
+                for name in ([v for v, _ in w.shop.latest.rules.variants(t.scenario.value, t.variants)] or ["-"])]
+    shares = [(v.number, v.effective_at, t.scenario.value, v.rules.holdout_percent(t.scenario.value))
+              for v in versions for t in TEMPLATES]
+    slots = [row for v in versions for t in TEMPLATES for row in _slots(v, t.scenario.value, t.variants)]
     return (
-        w.start, w.end, PolicyConfig().holdout_percent,
+        w.start, w.end,
         [t.scenario.value for t in TEMPLATES], [t.name_ja for t in TEMPLATES], [t.kpi for t in TEMPLATES],
         [t.converts_on for t in TEMPLATES], [t.kpi_days for t in TEMPLATES],
-        *(list(column) for column in zip(*variants)),
+        *_columns(declared, 2), *_columns(shares, 4), *_columns(slots, 6),
     )
+
+
+def _slots(version: Version, scenario: str, default: tuple[str, ...]) -> list[tuple]:
+    """(version, scenario, variant, slot_from, slot_to, slots): ``policy.variant_of``'s split."""
+    weighted = version.rules.variants(scenario, default)
+    total, rows = sum(w for _, w in weighted), []
+    start = 0
+    for variant, weight in weighted:
+        rows.append((version.number, scenario, variant, start, start + weight, total))
+        start += weight
+    return rows
+
+
+def _columns(rows: list[tuple], width: int) -> list[list]:
+    """Rows as the columns ``unnest`` reads (empty columns when there are no rows)."""
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]

@@ -7,7 +7,9 @@ with a plain INSERT, then checks the report's rows against the hand count.
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -16,7 +18,11 @@ from starter.reports import (
 )
 from tests.factories import days, event, jst, order, sample, shipped
 from tests.reports.conftest import touch, write, write_touches
+from worker.shop_config import parse_shop_config
 from workflows.policy import PolicyConfig, bucket, variant_of
+from workflows.rules import Rules
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def cancelled(member_id, at, order_id):
@@ -165,6 +171,79 @@ async def test_scenarios_groups_by_the_policy_hash_when_no_touch_was_decided(rep
     # low = 0.5 − √(0.405471² + 0.79346²) = 0.5 − 0.891059; high = 0.5 + √(0.405471² + 0) = 0.905471.
     # (A normal approximation would say [−0.193, 1.193]: beyond what a rate can be.)
     assert (round(s["lift_ci_low"], 3), round(s["lift_ci_high"], 3)) == (-0.391, 0.905)
+
+
+V1_AT = jst(2026, 2, 1)  # the shop's version 1 (holdout 20 %, S06 variants letter 3 : call 1) in force from here
+
+
+async def apply_in_february(pool) -> Rules:
+    """Version 1 as if applied on 1 February (a past the ledger below lies after): the example
+    shop with a 20 % holdout and two weighted S06 variants. Written as ``config apply`` stores it."""
+    text = (EXAMPLES / "shop.toml").read_text(encoding="utf-8").replace("holdout_percent = 10", "holdout_percent = 20")
+    loaded = parse_shop_config(text + '\n[scenarios.S06]\nvariants = { letter = 3, call = 1 }\n', "shop.toml", EXAMPLES)
+    await pool.execute(
+        "INSERT INTO config_versions (version, digest, applied_at, effective_at, source, body, templates)"
+        " VALUES (1, $1, $2, $2, $3, $4::jsonb, '{}')",
+        loaded.digest, V1_AT, loaded.source, json.dumps(loaded.config.model_dump(mode="json")))
+    return loaded.config.rules(1)
+
+
+def members_between(scenario: str, low: int, high: int, count: int, prefix: str) -> list[str]:
+    """Member ids whose holdout bucket is in [low, high)."""
+    found = [m for m in (f"{prefix}{i}" for i in range(10_000)) if low <= bucket(m, scenario, "holdout") < high]
+    return found[:count]
+
+
+async def test_scenarios_read_the_holdout_share_and_variants_in_force(report_pool):
+    """A shop that holds out 20 % from February: an entry nobody decided is grouped by the share in
+    force at its moment (20 % from 1 February, the SPEC's 10 % before), not by a constant; S06's
+    own variants, weighted 3 : 1, get a row each."""
+    rules = await apply_in_february(report_pool)
+    at = jst(2026, 3, 1, 10)  # under version 1
+    h20, early = members_between("S03", 10, 20, 2, "b1x-")  # held out under 20 %, not under 10 %
+    h10 = members_between("S03", 0, 10, 1, "b0x-")[0]
+    t1, t2 = members_between("S03", 20, 100, 2, "b2x-")
+    rows = [touch(h20, "S03", "testimonial", "f1", "expired", at),
+            touch(h10, "S03", "testimonial", "f1", "expired", at),
+            touch(t1, "S03", "testimonial", "f1", "expired", at),
+            touch(t2, "S03", "testimonial", "f1", "sent", at),
+            touch(early, "S03", "testimonial", "f1", "expired", jst(2026, 1, 15, 10))]  # 10 % then: treatment
+    # S06 under version 1: a letter and a call sent, a holdout recorded, one expired whose
+    # weighted variant hash says call; one sent in January, before any variant: '-'.
+    treated = members_between("S06", 20, 100, 200, "u-")
+    expired_call = next(m for m in treated if variant_of(m, "S06", rules) == "call")
+    letter, call, held, before = "u6-letter", "u6-call", members_between("S06", 0, 20, 1, "u6h-")[0], "u6-pre"
+    rows += [touch(letter, "S06", "upsell", "o1", "sent", at, variant="letter"),
+             touch(call, "S06", "upsell", "o1", "sent", at, variant="call"),
+             touch(held, "S06", "upsell", "o1", "holdout", at, reason="holdout:20%"),
+             touch(expired_call, "S06", "upsell", "o1", "expired", at),
+             touch(before, "S06", "upsell", "o1", "sent", jst(2026, 1, 15, 10))]
+    await write_touches(report_pool, rows)
+    await write(report_pool, [
+        order(h20, at + days(10), "b-h20"), order(t1, at + days(20), "b-t1"),
+        order(early, jst(2026, 1, 15, 10) + days(30), "b-early"),
+        sub_event("started", letter, at + days(5), "s-l", sku="KOSO-30", interval_days=30),
+        sub_event("started", held, at + days(3), "s-h", sku="KOSO-30", interval_days=30),
+    ])
+
+    report = by((await run_report(report_pool, "scenarios")).rows, "scenario", "variant")
+    s03 = report[("S03", "-")]
+    # treatment: t1 (converted), t2 (sent), early (converted; 10 % in January) = 3, 2 converted;
+    # holdout: h20 (converted; 20 % in March), h10 = 2, 1 converted.
+    # (A fixed 10 % would have put h20 in treatment: 3 of 4 against 0 of 1, a lift of 0.75.)
+    assert {k: s03[k] for k in ("entered", "holdout", "touched", "converted", "rate", "holdout_converted",
+                                "holdout_rate", "lift")} == {
+        "entered": 5, "holdout": 2, "touched": 1, "converted": 2, "rate": 0.6667, "holdout_converted": 1,
+        "holdout_rate": 0.5, "lift": 0.1667}
+    # S06: one row per variant version 1 declares, and '-' for January's entry without one.
+    assert [v for (sc, v) in report if sc == "S06"] == ["-", "call", "letter"]
+    dash, c, l = report[("S06", "-")], report[("S06", "call")], report[("S06", "letter")]
+    shape = ("entered", "holdout", "touched", "converted", "rate", "holdout_converted", "holdout_rate", "lift")
+    # the holdout (held, converted) is the shared control of each row: 1 of 1
+    assert tuple(dash[k] for k in shape) == (2, 1, 1, 0, 0.0, 1, 1.0, -1.0)
+    assert tuple(c[k] for k in shape) == (3, 1, 1, 0, 0.0, 1, 1.0, -1.0)  # call sent + expired_call by hash
+    assert tuple(l[k] for k in shape) == (2, 1, 1, 1, 1.0, 1, 1.0, 0.0)
+    assert variant_of(expired_call, "S06") is None  # without the configuration S06 has no variants
 
 
 async def test_the_sql_bucket_is_the_policy_bucket(report_pool):
