@@ -146,7 +146,10 @@ class DeliveryActivities:
         return OutcomeBatchResult(recorded=len(inserted))
 
     def _shop(self, request: DeliveryRequest) -> tuple[ShopConfig | None, Mapping[str, str] | None]:
-        """The configuration and templates of the version the touch was decided under."""
+        """The configuration and templates of the version the touch was decided under. A worker
+        built without the shop's versions (a test, a preview) renders with the example shop."""
+        if self._shops is None:
+            return None, None
         if not request.config_version:
             version = self._shops.latest() if self._shops is not None else None
         else:
