@@ -125,5 +125,8 @@ def uninstall(task_queue: str) -> None:
     _BOOKS.pop(task_queue, None)
 
 
+ANY_QUEUE = "*"  # a book for every queue without its own: a Replayer runs under a queue of its own
+
+
 def book_for(task_queue: str) -> VersionBook:
-    return _BOOKS.get(task_queue, _DEFAULT)
+    return _BOOKS.get(task_queue) or _BOOKS.get(ANY_QUEUE) or _DEFAULT

@@ -48,7 +48,10 @@ from worker.client import register_search_attributes
 from worker.devstack import start_embedded_postgres
 from workflows.events import MemberEvent
 from workflows.member import workflow_id
+from workflows import versions
 from workflows.policy import PolicyConfig, in_holdout
+from workflows.rules import Rules, ScenarioRules, StepRules
+from workflows.versions import Version, VersionBook
 
 HISTORIES = Path(__file__).parent / "histories"
 TASK_QUEUE = "replay"
@@ -94,6 +97,9 @@ class Journey:
     # The member id is chosen outside the holdout of these scenarios, so their touches are decided.
     not_held_out: tuple[str, ...] = ()
     continues_as_new: bool = False  # the recording fails if the member does not
+    # The shop's configuration changes during the journey: (offset in days from its start, rules).
+    # The versions stay in force for the journeys after it; the tag's _book.json keeps them all.
+    changes: tuple[tuple[float, Rules], ...] = ()
     member: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
@@ -242,6 +248,15 @@ def subscriber_for_years_continues_as_new(m: str, t0: datetime) -> list[tuple[fl
     return steps
 
 
+SHOP_CHANGES = (
+    # Day 20: 11:30 and S06 off (the S06 upsell of day 29 pending); day 60: S06 back on, S11's
+    # second step on day 100 instead of 120 (both S11 steps pending then).
+    (20, Rules(policy=PolicyConfig(send_hour=11, send_minute=30), scenarios={"S06": ScenarioRules(enabled=False)})),
+    (60, Rules(policy=PolicyConfig(send_hour=11, send_minute=30),
+               scenarios={"S11": ScenarioRules(steps={"new_product": StepRules(days=100)})})),
+)
+
+
 JOURNEYS: tuple[Journey, ...] = (
     Journey("sample_converts", "S01 to its exit, S03 after the conversion", sample_converts, 40,
             not_held_out=("S01", "S03")),
@@ -262,7 +277,10 @@ JOURNEYS: tuple[Journey, ...] = (
     Journey("subscriber_for_years_continues_as_new", f"{CONTINUE_AS_NEW_YEARS} years of 定期: continue-as-new",
             subscriber_for_years_continues_as_new, CONTINUE_AS_NEW_YEARS * 365 + 10,
             not_held_out=("S03", "S07", "S08", "S09", "S12"), continues_as_new=True),
+    Journey("shop_changes_its_configuration", "send time and S06 changed on day 20, S11 on day 60",
+            normal_buyer_goes_dormant, 160, not_held_out=("S03", "S04", "S06", "S11"), changes=SHOP_CHANGES),
 )
+BOOK = "_book.json"  # the configuration versions in force while a tag was recorded
 
 
 # --- recording ---------------------------------------------------------------------------------
@@ -285,8 +303,14 @@ async def _carry_out(pool: asyncpg.Pool, client: Client, journey: Journey, step:
         await send(client, TASK_QUEUE, step)
 
 
-async def run(env: WorkflowEnvironment, pool: asyncpg.Pool, journey: Journey) -> list[WorkflowHistory]:
+async def run(env: WorkflowEnvironment, pool: asyncpg.Pool, journey: Journey,
+              book: VersionBook | None = None) -> list[WorkflowHistory]:
     t0 = await next_local(env, journey.start)
+    if book is not None and journey.changes:  # effective after now: never in a recorded past
+        number = max(v.number for v in book.versions)
+        added = [Version(number + n, t0 + days(offset), rules.model_copy(update={"version": number + n}))
+                 for n, (offset, rules) in enumerate(journey.changes, start=1)]
+        book.replace([*book.versions, *added], None)
     elapsed = 0.0
     for offset, step in sorted(journey.steps(journey.member, t0), key=lambda s: s[0]):
         if offset > elapsed:
@@ -337,18 +361,22 @@ async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) 
     done = False
     try:
         await register_search_attributes(env.client, env.client.namespace)
+        book = VersionBook()
+        versions.install(TASK_QUEUE, book)
         async with running_worker(env.client, pool, TASK_QUEUE):
             for journey in journeys:
                 started = time.monotonic()
-                runs = await run(env, pool, journey)
+                runs = await run(env, pool, journey, book)
                 if journey.continues_as_new and len(runs) < 2:
                     raise SystemExit(f"{journey.name} did not continue-as-new in {journey.run_days} days "
                                      f"({len(runs[0].events)} history events): raise CONTINUE_AS_NEW_YEARS")
                 paths = write_runs(staging, journey.name, runs)
                 print(f"recorded {journey.name} — {journey.about} ({journey.member}): {len(paths)} run(s), "
                       f"{sum(len(h.events) for h in runs)} events, {time.monotonic() - started:.1f} s", flush=True)
+        (staging / BOOK).write_text(dump_book(book))
         done = True
     finally:
+        versions.uninstall(TASK_QUEUE)
         await env.shutdown()
         await pool.close()
         pg.stop()
@@ -358,6 +386,23 @@ async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) 
     folder.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(staging, folder)
     return folder
+
+
+def dump_book(book: VersionBook) -> str:
+    import json
+
+    return json.dumps([{"number": v.number, "effective_at": v.effective_at.isoformat(),
+                        "rules": v.rules.model_dump(mode="json")} for v in book.versions], indent=1)
+
+
+def load_book(path: Path) -> VersionBook:
+    """The configuration versions a tag was recorded under (none: the SPEC's defaults)."""
+    import json
+
+    if not path.exists():
+        return VersionBook()
+    return VersionBook([Version(v["number"], datetime.fromisoformat(v["effective_at"]),
+                                Rules.model_validate(v["rules"])) for v in json.loads(path.read_text())])
 
 
 # --- the check ---------------------------------------------------------------------------------
@@ -463,7 +508,8 @@ def _late(touch: dict) -> timedelta:
 
 def check(*folders: Path) -> list[HistorySummary]:
     """Print a summary of every history under the folders (a tag's folder, or the folder of tags)."""
-    paths = sorted(p for f in folders for p in ([f] if f.is_file() else f.rglob("*.json")))
+    paths = sorted(p for f in folders for p in ([f] if f.is_file() else f.rglob("*.json"))
+                   if not p.name.startswith("_"))
     summaries = [summarize(p) for p in paths]
     for s in summaries:
         print(s.line())
