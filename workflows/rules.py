@@ -132,7 +132,8 @@ class Rules(_Rules):
         """(variant, weight), weights divided by their gcd: an even split of two is (1, 1),
         so the SPEC's S08 split assigns every member the variant it always had."""
         configured = self.scenario(scenario).variants
-        pairs = tuple(configured.items()) if configured else tuple((v, 1) for v in default)
+        # By name, not by the order the file lists them in: reordering a file moves no member.
+        pairs = tuple(sorted(configured.items())) if configured else tuple((v, 1) for v in default)
         divisor = 0
         for _, weight in pairs:
             divisor = gcd(divisor, weight)

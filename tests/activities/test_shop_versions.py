@@ -167,13 +167,14 @@ async def test_a_book_that_cannot_be_refreshed_stops_deciding_past_what_it_knows
 
 
 async def test_a_version_decides_as_its_file_does_variant_order_included(versions_pool):
-    """jsonb sorts a mapping's keys; the order of a scenario's variants is the order of their slots."""
+    """jsonb sorts a mapping's keys; variants take their slots by name, so neither storage nor
+    reordering the file moves a member to another variant."""
     loaded = shop(EXAMPLE + "\n[scenarios.S06]\nvariants = { letter = 3, call = 1 }\n")
     await apply(versions_pool, loaded, MINUTE)
     refresher = ConfigRefresher(versions_pool, lead=timedelta(hours=1))
     await refresher.refresh()
     stored = refresher.book.get(1).rules
-    assert stored.variants("S06", ()) == loaded.config.rules(1).variants("S06", ()) == (("letter", 3), ("call", 1))
+    assert stored.variants("S06", ()) == loaded.config.rules(1).variants("S06", ()) == (("call", 1), ("letter", 3))
     members = [f"m-{i}" for i in range(40)]
     assert [variant_of(m, "S06", stored) for m in members] == [variant_of(m, "S06", loaded.config.rules(1))
                                                               for m in members]
