@@ -28,12 +28,19 @@ class SendResult(BaseModel):
 
 
 class Retryable(Exception):
-    """Trying again later may succeed. ``retry_after``: seconds the vendor asked for, if any."""
+    """Trying again later may succeed. ``retry_after``: seconds the vendor asked for, if any.
 
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    ``maybe_delivered``: the vendor may have taken the message before the answer was lost
+    (a timeout or a dropped connection after the request went out, a 5xx from a gateway).
+    For a vendor without an idempotency key (SMTP, SMS) the attempt is then ``uncertain``:
+    repeating it could send the message twice.
+    """
+
+    def __init__(self, reason: str, retry_after: float | None = None, maybe_delivered: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
 
 
 class Rejected(Exception):

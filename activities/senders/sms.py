@@ -110,7 +110,8 @@ class SmsGatewaySender:
         if status in (408, 429) or status >= 500:
             wait = retry_after(response.headers.get("Retry-After"))
             log.warning("sms.retryable", client_ref=ref, member_id=member_id, status=status, retry_after=wait)
-            raise Retryable(f"sms:{status}", wait)
+            # A 5xx may come after the gateway took the message; a 408 / 429 refused it.
+            raise Retryable(f"sms:{status}", wait, maybe_delivered=status >= 500)
         code = error_code(response)
         log.warning("sms.rejected", client_ref=ref, member_id=member_id, status=status, code=code)
         raise Rejected(f"sms:{status}:{code}")

@@ -120,7 +120,7 @@ class SmtpSender:
         # After DATA the server may have queued the message before the line went quiet.
         maybe = " (during DATA: may have been delivered)" if stage == "data" else ""
         log.warning("smtp.lost", member_id=member_id, key=key, stage=stage, error=kind)
-        return Retryable(f"smtp:{kind}:{stage}{maybe}")
+        return Retryable(f"smtp:{kind}:{stage}{maybe}", maybe_delivered=stage == "data")
 
     async def aclose(self) -> None:
         """Nothing to release: each send opens and closes its own connection."""

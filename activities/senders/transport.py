@@ -28,9 +28,9 @@ async def post(client: httpx.AsyncClient, url: str, *, vendor: str, content: byt
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout):
         raise Retryable(f"{vendor}:unreachable") from None
     except httpx.TimeoutException:
-        raise Retryable(f"{vendor}:timeout") from None
+        raise Retryable(f"{vendor}:timeout", maybe_delivered=True) from None
     except httpx.TransportError:
-        raise Retryable(f"{vendor}:connection") from None
+        raise Retryable(f"{vendor}:connection", maybe_delivered=True) from None
 
 
 def retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -44,7 +44,11 @@ REQUIRED = re.compile(r"'(.*)' is a required property$")
 
 
 def find_document() -> Path | None:
-    """LINE's document where the project keeps it: shared/vendor/ beside the checkout."""
+    """LINE's document: the copy shipped beside this module (line-openapi/, Apache 2.0, as
+    LINE publishes it), else the workplace's shared/vendor/ beside the checkout."""
+    shipped = Path(__file__).with_name("line-openapi") / "messaging-api.yml"
+    if shipped.is_file():
+        return shipped
     checkout = Path(__file__).resolve().parents[2]
     path = checkout.parent / "shared" / "vendor" / "line-openapi" / "messaging-api.yml"
     return path if path.is_file() else None
