@@ -8,6 +8,20 @@ back, so neither the touch nor a message is recorded. The workflow then records
 the touch in its own history as ``suppressed: delivery_failed``; the ``touches``
 table has no row for it.
 
+A message to a member on a channel with a sender (LINE, SMTP, an SMS gateway, a
+webhook: ``activities.senders``) leaves in three steps, so the network call holds no
+transaction and no lock: (1) the touch, the rendered message (``deliveries``, state
+``queued``) and the attempt (``sending``, attempts + 1) are committed; (2) the sender
+calls the vendor; (3) the result is committed: ``sent`` with the vendor's id,
+``failed`` (the vendor refused it for good: the touch becomes
+``suppressed: delivery_failed``), or back to ``queued`` for a retry. An attempt that
+finds the previous one still ``sending`` (a worker killed mid-call) repeats it only
+for a vendor that deduplicates (LINE by ``X-Line-Retry-Key``, a webhook by
+``Idempotency-Key``): SMTP and SMS have no such key, so the delivery is ``uncertain``
+for an operator, and so is one whose answer was lost after the request went out
+(``Retryable.maybe_delivered``). A channel without a sender keeps today's outbox: the
+message waits ``queued`` for the shop's own relay.
+
 The message is the shop's as it was configured when the touch was decided: the
 request names that configuration version, and its profile, catalogue and templates
 render it. A version this worker has not read yet is a retryable failure (the
@@ -18,7 +32,7 @@ worker's copy of the versions catches up); a touch decided before any configurat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
 import asyncpg
@@ -30,6 +44,8 @@ from activities.projection import project
 from activities.channels import ChannelAdapter, OutboundMessage, OutboxAdapter, default_adapters
 from activities.contacts import FIELDS
 from activities.render import RenderError, render
+from activities.senders.base import Rejected, Retryable, Sender
+from workflows.events import Channel
 from worker import metrics
 from workflows.events import Contact
 from workflows.messages import DeliveryRequest, DeliveryResult, OutcomeBatch, OutcomeBatchResult
@@ -42,7 +58,9 @@ _RECORD = """
 INSERT INTO touches (idempotency_key, member_id, scenario, step, occurrence, channel, variant,
                      outcome, reason, planned_at, decided_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (idempotency_key) DO NOTHING
+ON CONFLICT (idempotency_key) DO UPDATE SET outcome = EXCLUDED.outcome, reason = EXCLUDED.reason
+    -- A send the vendor refused for good, after its touch was committed as sent: suppressed.
+    WHERE touches.outcome = 'sent' AND touches.delivered_at IS NULL AND EXCLUDED.reason LIKE 'delivery_failed:%'
 RETURNING 1
 """
 
@@ -85,8 +103,11 @@ class ShopVersions(Protocol):
 
 
 class DeliveryActivities:
-    def __init__(self, pool: asyncpg.Pool, adapters: dict | None = None, shops: ShopVersions | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool, adapters: dict | None = None, shops: ShopVersions | None = None,
+                 senders: Mapping[Channel, Sender] | None = None) -> None:
         self._pool = pool
+        # Per channel, the vendor adapter that sends; a channel without one stays in the outbox.
+        self._senders: Mapping[Channel, Sender] = senders or {}
         # None: no configuration read, the built-in example shop.
         self._shops = shops
         self._adapters: dict = {**default_adapters(), **(adapters or {})}
@@ -107,29 +128,76 @@ class DeliveryActivities:
         return result
 
     async def _deliver(self, request: DeliveryRequest) -> DeliveryResult:
-        async with self._pool.acquire() as conn, conn.transaction():
-            if request.projection is not None:  # the member's read model rides along, in the same commit
-                await project(conn, request.projection)
-            recorded = await conn.fetchval(_RECORD, *_record_args(request)) is not None
-            if request.outcome is not Outcome.SENT or request.channel is None:
-                return DeliveryResult(key=request.key, recorded=recorded, sent=False)
-            # The row lock makes a concurrent attempt with the same key wait, then see it sent.
-            delivered_at = await conn.fetchval(
-                "SELECT delivered_at FROM touches WHERE idempotency_key = $1 FOR UPDATE", request.key
-            )
-            if delivered_at is not None:
-                log.info("delivery.duplicate", key=request.key)
-                metrics.delivery(request.channel.value, "duplicate")
-                return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
-            outbound = await self._outbound(conn, request)
-            adapter = self._adapters.get(request.channel, self._default)
-            await adapter.send(conn, outbound)
-            delivered_at = datetime.now(timezone.utc)
-            await conn.execute(
-                "UPDATE touches SET delivered_at = $2 WHERE idempotency_key = $1", request.key, delivered_at
-            )
-        metrics.delivery(request.channel.value, "sent")  # committed
-        return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
+        async with self._pool.acquire() as conn:
+            async with conn.transaction():
+                if request.projection is not None:  # the member's read model rides along, in the same commit
+                    await project(conn, request.projection)
+                recorded = await conn.fetchval(_RECORD, *_record_args(request)) is not None
+                if request.outcome is not Outcome.SENT or request.channel is None:
+                    return DeliveryResult(key=request.key, recorded=recorded, sent=False)
+                # The row lock makes a concurrent attempt with the same key wait, then see it sent.
+                delivered_at = await conn.fetchval(
+                    "SELECT delivered_at FROM touches WHERE idempotency_key = $1 FOR UPDATE", request.key
+                )
+                if delivered_at is not None:
+                    log.info("delivery.duplicate", key=request.key)
+                    metrics.delivery(request.channel.value, "duplicate")
+                    return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
+                outbound = await self._outbound(conn, request)
+                sender = self._sender(request)
+                if sender is None:  # a file or queue in PostgreSQL (insert, call centre, DM) or the outbox
+                    adapter = self._adapters.get(request.channel, self._default)
+                    await adapter.send(conn, outbound)
+                    delivered_at = datetime.now(timezone.utc)
+                    await conn.execute("UPDATE touches SET delivered_at = $2 WHERE idempotency_key = $1",
+                                       request.key, delivered_at)
+                    metrics.delivery(request.channel.value, "sent")
+                    return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
+                go = await _begin_attempt(conn, outbound, idempotent=getattr(sender, "idempotent", False))
+            if go is not None:
+                state, error = go
+                if state == "failed":  # refused for good by an earlier attempt whose failure was lost
+                    raise ApplicationError(f"{outbound.message.template}: {error}", type=_kind(error or "vendor"),
+                                           non_retryable=True)
+                return DeliveryResult(key=request.key, recorded=recorded, sent=state == "sent")
+            return await self._send(conn, sender, outbound, recorded)
+
+    def _sender(self, request: DeliveryRequest) -> Sender | None:
+        assert request.channel is not None
+        sender = self._senders.get(request.channel)
+        if sender is not None and hasattr(sender, "for_shop"):  # e.g. SMTP: From is the shop's sender
+            shop, _ = self._shop(request)
+            sender = sender.for_shop(shop)
+        return sender
+
+    async def _send(self, conn: asyncpg.Connection, sender: Sender, outbound: OutboundMessage,
+                    recorded: bool) -> DeliveryResult:
+        """The vendor call, outside any transaction; then its result, committed."""
+        key, channel = outbound.key, outbound.channel.value
+        try:
+            result = await sender.send(outbound.message, key, outbound.member_id)
+        except Rejected as refused:
+            await _end_attempt(conn, key, "failed", error=refused.reason)  # counted by deliver()
+            raise ApplicationError(f"{outbound.message.template} on {channel}: {refused.reason}",
+                                   type=_kind(refused.reason), non_retryable=True) from None
+        except Retryable as lost:
+            if lost.maybe_delivered and not getattr(sender, "idempotent", False):
+                await _end_attempt(conn, key, "uncertain", error=lost.reason)
+                metrics.delivery(channel, "uncertain")
+                log.warning("delivery.uncertain", key=key, member_id=outbound.member_id, reason=lost.reason)
+                return DeliveryResult(key=key, recorded=recorded, sent=False)
+            await _end_attempt(conn, key, "queued", error=lost.reason)
+            delay = timedelta(seconds=lost.retry_after) if lost.retry_after else None
+            raise ApplicationError(f"{outbound.message.template} on {channel}: {lost.reason}",
+                                   type="DeliveryRetry", next_retry_delay=delay) from None
+        delivered_at = datetime.now(timezone.utc)
+        async with conn.transaction():
+            await _end_attempt(conn, key, "sent", vendor_message_id=result.vendor_message_id)
+            await conn.execute("UPDATE touches SET delivered_at = $2 WHERE idempotency_key = $1", key, delivered_at)
+        metrics.delivery(channel, "duplicate" if result.duplicate else "sent")
+        log.info("delivery.sent", key=key, member_id=outbound.member_id, channel=channel,
+                 vendor_message_id=result.vendor_message_id, duplicate=result.duplicate)
+        return DeliveryResult(key=key, recorded=recorded, sent=True, delivered_at=delivered_at)
 
     @activity.defn(name="record_outcomes")
     async def record_outcomes(self, batch: OutcomeBatch) -> OutcomeBatchResult:
@@ -176,3 +244,46 @@ class DeliveryActivities:
             key=request.key, member_id=request.member_id, scenario=request.scenario, step=request.step,
             decided_at=request.decided_at, order_id=request.context.get("order_id"), message=message,
         )
+
+
+async def _begin_attempt(conn: asyncpg.Connection, outbound: OutboundMessage,
+                         idempotent: bool) -> tuple[str, str | None] | None:
+    """Store the message (once) and mark an attempt; None: go ahead and call the vendor, else
+    the state that ends this attempt without a call (sent, failed, uncertain)."""
+    body = outbound.message.model_dump_json(include={"subject", "body", "recipient"})
+    await conn.execute(
+        "INSERT INTO deliveries (idempotency_key, member_id, channel, template, body)"
+        " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (idempotency_key) DO NOTHING",
+        outbound.key, outbound.member_id, outbound.channel.value, outbound.message.template, body)
+    row = await conn.fetchrow("SELECT state, last_error FROM deliveries WHERE idempotency_key = $1 FOR UPDATE",
+                              outbound.key)
+    state = row["state"]
+    if state in ("sent", "failed", "uncertain"):
+        return state, row["last_error"]
+    if state == "sending" and not idempotent:
+        # The previous attempt called the vendor and never recorded what came back (a worker
+        # killed mid-call): SMTP and SMS cannot tell, so it is not repeated blindly.
+        await _end_attempt(conn, outbound.key, "uncertain", error="attempt_interrupted")
+        metrics.delivery(outbound.channel.value, "uncertain")
+        log.warning("delivery.uncertain", key=outbound.key, member_id=outbound.member_id,
+                    reason="attempt_interrupted")
+        return "uncertain", "attempt_interrupted"
+    await conn.execute(
+        "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, attempted_at = now(), updated_at = now()"
+        " WHERE idempotency_key = $1", outbound.key)
+    return None
+
+
+async def _end_attempt(conn: asyncpg.Connection, key: str, state: str, *, error: str | None = None,
+                       vendor_message_id: str | None = None) -> None:
+    await conn.execute(
+        "UPDATE deliveries SET state = $2, last_error = coalesce($3, last_error),"
+        " vendor_message_id = coalesce($4, vendor_message_id),"
+        " sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END, updated_at = now()"
+        " WHERE idempotency_key = $1", key, state, error, vendor_message_id)
+
+
+def _kind(reason: str) -> str:
+    """``line:400:…`` → ``line_400``: the kind the workflow names in ``delivery_failed:…``."""
+    vendor, _, rest = reason.partition(":")
+    return f"{vendor}_{rest.partition(':')[0]}" if rest else vendor

@@ -11,6 +11,7 @@ from typing import AsyncIterator
 
 import asyncpg
 import structlog
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -23,9 +24,10 @@ from activities.restore import RestoreActivities
 from activities.shop_versions import ConfigRefresher, ShopVersions, StoredVersionInvalid
 from worker.client import connect
 from worker.metrics import serve_metrics
+from worker.senders import build_senders
 from worker.settings import Settings
 from workflows import versions
-from workflows.member import MemberWorkflow
+from workflows.member import NETWORK_CHANNELS, MemberWorkflow, channel_queue
 
 log = structlog.get_logger(__name__)
 
@@ -64,10 +66,10 @@ def _restrictions() -> SandboxRestrictions:
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=_restrictions())
 
 
-def activities(pool: asyncpg.Pool, shops: ShopVersions | None = None) -> list:
+def activities(pool: asyncpg.Pool, shops: ShopVersions | None = None, senders: dict | None = None) -> list:
     """The production activities, with their dependencies (``shops``: the configuration
-    versions a touch's message is rendered with)."""
-    delivery = DeliveryActivities(pool, shops=shops)
+    versions a touch's message is rendered with; ``senders``: the vendor adapter per channel)."""
+    delivery = DeliveryActivities(pool, shops=shops, senders=senders)
     contacts = ContactActivities(pool)
     projection = ProjectionActivities(pool)
     restore = RestoreActivities(pool)
@@ -75,9 +77,38 @@ def activities(pool: asyncpg.Pool, shops: ShopVersions | None = None) -> list:
             restore.load_member_log]
 
 
+class WorkerGroup:
+    """The member workflows' worker and, per network channel, a worker of its sends on the
+    channel's own task queue (``workflows.member.channel_queue``) with its own rate limit
+    (across all workers) and concurrency: a LINE outage holds LINE's slots, not email's.
+    Used like one ``temporalio.worker.Worker``: ``async with``, ``run()``, ``shutdown()``."""
+
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+
+    @property
+    def main(self) -> Worker:
+        return self.workers[0]
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
+
+    async def __aenter__(self) -> "WorkerGroup":
+        for worker in self.workers:
+            await worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        for worker in reversed(self.workers):
+            await worker.__aexit__(*exc)
+
+
 def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, *,
                  activity_functions: list | None = None, shops: ShopVersions | None = None,
-                 **options) -> Worker:
+                 senders: dict | None = None, **options) -> WorkerGroup:
     """The one place that builds a worker; tests, preview and ``goldenroute dev`` use it too.
 
     ``activity_functions`` replaces the production activities (``goldenroute preview``
@@ -85,8 +116,8 @@ def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, 
     """
     if activity_functions is None:
         assert pool is not None, "the production activities need a PostgreSQL pool"
-        activity_functions = activities(pool, shops)
-    return Worker(
+        activity_functions = activities(pool, shops, senders)
+    main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[MemberWorkflow],
@@ -96,6 +127,22 @@ def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, 
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         **options,
     )
+    deliver = [f for f in activity_functions if _activity_name(f) == "deliver_touch"]
+    channel_workers = [
+        Worker(
+            client, task_queue=channel_queue(settings.task_queue, channel), activities=deliver,
+            max_concurrent_activities=settings.channel_concurrency.get(channel.value, 10),
+            max_task_queue_activities_per_second=settings.channel_rates.get(channel.value, 20.0),
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+        for channel in sorted(NETWORK_CHANNELS)
+    ] if deliver else []
+    return WorkerGroup([main, *channel_workers])
+
+
+def _activity_name(function) -> str | None:
+    definition = activity._Definition.from_callable(function)
+    return definition.name if definition else None
 
 
 @asynccontextmanager
@@ -142,11 +189,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     with serve_metrics(settings.metrics_port) as runtime:
         client = await connect(settings, runtime)
         async with database(settings) as pool, shop_configuration(pool, settings) as config:
-            worker = build_worker(client, pool, settings, shops=config.shops)
+            senders = build_senders(settings)
+            worker = build_worker(client, pool, settings, shops=config.shops, senders=senders)
             latest = config.shops.latest()
             log.info("worker.started", task_queue=settings.task_queue, namespace=settings.temporal_namespace,
                      temporal=settings.temporal_address, metrics_port=settings.metrics_port or None,
-                     config_version=latest.number if latest else 0)
+                     config_version=latest.number if latest else 0,
+                     senders=sorted(c.value for c in senders) or "none: every channel in the outbox")
             running = asyncio.create_task(worker.run())
             stopping = asyncio.create_task(stop.wait())
             await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -155,6 +204,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 await worker.shutdown()
             stopping.cancel()
             await running
+            for sender in senders.values():
+                await sender.aclose()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.remove_signal_handler(signum)
     log.info("worker.stopped")

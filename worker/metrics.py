@@ -62,7 +62,7 @@ DELIVERY_SECONDS = Histogram(
     ["activity"], registry=REGISTRY,
 )
 
-DELIVERY_STATES = ("sent", "duplicate", "failed")
+DELIVERY_STATES = ("sent", "duplicate", "failed", "uncertain")
 # Present at 0 from the start, so rate() and increase() have a baseline (the labels are bounded).
 for _scenario in Scenario:
     for _outcome in Outcome:

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.projection import ProjectionActivities
     from activities.restore import RestoreActivities
     from workflows import lifecycle, policy, scenarios, search, versions
-    from workflows.events import MemberEvent, MemberRegistered
+    from workflows.events import Channel, MemberEvent, MemberRegistered
     from workflows.lifecycle import MemberState, Stage
     from workflows.messages import (
         DeliveryRequest,
@@ -59,12 +59,21 @@ INGRESS_LOG_PATCH = "event-log-written-by-the-ingress"
 # Each decision reads the version of the shop's configuration in force at its time
 # (workflows.versions), not the policy fixed in the input at the member's first start.
 CONFIG_PATCH = "shop-config-versions"
+# A message to a member over a vendor's network (issue 11) is sent on its channel's own task
+# queue, which has its own rate limit and workers: a LINE outage does not hold back email.
+CHANNEL_QUEUES_PATCH = "deliveries-on-channel-task-queues"
+NETWORK_CHANNELS = frozenset({Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.PUSH})
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
 
 def workflow_id(member_id: str) -> str:
     return f"member-{member_id}"
+
+
+def channel_queue(task_queue: str, channel: Channel) -> str:
+    """The task queue a channel's sends run on: ``goldenroute.line``, ``goldenroute.email``, …"""
+    return f"{task_queue}.{channel.value}"
 
 
 @workflow.defn
@@ -286,9 +295,13 @@ class MemberWorkflow:
                             projection: ProjectionRequest | None) -> None:
         # No infrastructure fault fails a member: a send or a record retries until it
         # succeeds; only a send the channel refuses for good (non-retryable) ends it.
+        queue = None
+        if (record.outcome is Outcome.SENT and record.channel in NETWORK_CHANNELS
+                and workflow.patched(CHANNEL_QUEUES_PATCH)):
+            queue = channel_queue(workflow.info().task_queue, record.channel)
         await workflow.execute_activity_method(
             DeliveryActivities.deliver, self._request(touch, record, projection),
-            start_to_close_timeout=DELIVERY_TIMEOUT,
+            task_queue=queue, start_to_close_timeout=DELIVERY_TIMEOUT,
             schedule_to_close_timeout=None if self._exact else DELIVERY_GIVE_UP,
             retry_policy=DELIVERY_RETRY,
         )

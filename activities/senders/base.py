@@ -53,6 +53,9 @@ class Rejected(Exception):
 
 class Sender(Protocol):
     channel: Channel
+    # True when the vendor deduplicates on a key the sender derives from the touch (LINE's
+    # X-Line-Retry-Key, a webhook's Idempotency-Key): an interrupted attempt may be repeated.
+    idempotent: bool
 
     async def send(self, message: RenderedMessage, key: str, member_id: str) -> SendResult:
         """Hand one rendered message for ``member_id`` to the vendor. ``key`` is the touch's

@@ -45,6 +45,7 @@ def text_length(text: str) -> int:
 
 class LineSender:
     channel = Channel.LINE
+    idempotent = True  # LINE deduplicates a push by X-Line-Retry-Key for 24 h: a retry is safe
 
     def __init__(self, *, channel_access_token: SecretStr | str, base_url: str = "https://api.line.me",
                  timeout: float = 10.0, client: httpx.AsyncClient | None = None) -> None:

@@ -79,6 +79,8 @@ def _parse(header: str) -> tuple[int | None, list[str]]:
 
 
 class WebhookSender:
+    idempotent = True  # the receiver deduplicates on Idempotency-Key: a retry is safe
+
     def __init__(self, url: str, secret: str | SecretStr, channel: Channel, *, timeout: float = 10,
                  client: httpx.AsyncClient | None = None) -> None:
         self.channel = channel
