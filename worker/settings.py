@@ -55,6 +55,23 @@ class Settings(BaseModel):
     # (workflows.versions). `config apply` and the workers must agree on the lead.
     config_lead_seconds: int = Field(60, ge=1, le=86_400, description="CONFIG_LEAD_SECONDS")
     config_refresh_seconds: int = Field(10, ge=1, description="CONFIG_REFRESH_SECONDS")
+    # The loop back (starter/ingress/loopback.py): an unsubscribe click and a LINE follow /
+    # unfollow become consent_changed events. Without its secret a route answers 503 naming it.
+    # UNSUBSCRIBE_SECRET signs the links in mails (activities/senders/unsubscribe.py): changing
+    # it breaks every link already sent, so keep it; 16+ characters, since a forged link
+    # would unsubscribe someone else.
+    unsubscribe_secret: SecretStr | None = Field(None, description="UNSUBSCRIBE_SECRET")
+    public_base_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="PUBLIC_BASE_URL (where members reach the HTTP ingress, e.g. https://crm.shop.example)")
+    line_channel_secret: SecretStr | None = Field(None, description="LINE_CHANNEL_SECRET (signs LINE's webhook)")
+
+    @field_validator("unsubscribe_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
+        return value
 
     @field_validator("config_refresh_seconds")
     @classmethod

@@ -1,4 +1,5 @@
-"""The HTTP ingress: ``POST /v1/events`` for order systems, health, readiness and metrics.
+"""The HTTP ingress: ``POST /v1/events`` for order systems, health, readiness and metrics
+(and the loop back of unsubscribe links and LINE's webhook, ``loopback.py``).
 
 A 2xx means every accepted event is committed to the event log in PostgreSQL
 (``starter.ingress.log.accept``); the forwarder signals the member workflows from
@@ -37,6 +38,7 @@ from temporalio.client import Client
 from starter.ingress.forwarder import Forwarder, forward_lag
 from starter.ingress.http_docs import DESCRIPTION, install_openapi, submission_openapi
 from starter.ingress.log import ACCEPTED, DUPLICATE, REJECTED, Verdict, accept
+from starter.ingress.loopback import Loopback, mount
 from starter.ingress.metrics import IngressMetrics, LatencyMiddleware
 from starter.ingress.parse import parse_lines
 from starter.ingress.signing import (SIGNATURE_HEADER, SOURCE_HEADER, TIMESTAMP_HEADER, Unauthorized,
@@ -172,6 +174,8 @@ def create_app(settings: Settings, pool: asyncpg.Pool, forwarder: Forwarder | No
                       summary="PostgreSQL and Temporal are reachable (503 names the one that is not)")
     app.add_api_route("/metrics", ingress.metrics_page, methods=["GET"], summary="Prometheus metrics",
                       include_in_schema=False)
+    # Unsubscribe links and LINE's webhook: consent changes from members themselves (loopback.py).
+    mount(app, Loopback(settings, pool, forwarder, metrics.registry, clock))
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     install_openapi(app, insecure=insecure)
     app.state.metrics = metrics
