@@ -81,6 +81,38 @@ class Settings(BaseModel):
             raise ValueError(f"must be less than half of CONFIG_LEAD_SECONDS ({lead}), not {value}")
         return value
 
+    # Real channels (issue 11), each chosen here: a channel without its sender keeps its
+    # messages in the outbox (deliveries, state queued) for the shop's own relay.
+    smtp_url: SecretStr | None = Field(None, description="SMTP_URL (smtp://user:password@host:587, smtps://…:465)")
+    dkim_selector: str | None = Field(None, description="DKIM_SELECTOR")
+    dkim_domain: str | None = Field(None, description="DKIM_DOMAIN")
+    dkim_private_key_file: Path | None = Field(None, description="DKIM_PRIVATE_KEY_FILE (PEM)")
+    line_channel_access_token: SecretStr | None = Field(None, description="LINE_CHANNEL_ACCESS_TOKEN")
+    line_api_url: str = Field("https://api.line.me", description="LINE_API_URL")
+    sms_gateway_url: str | None = Field(None, description="SMS_GATEWAY_URL")
+    sms_gateway_token: SecretStr | None = Field(None, description="SMS_GATEWAY_TOKEN")
+    push_webhook_url: str | None = Field(None, description="PUSH_WEBHOOK_URL")
+    push_webhook_secret: SecretStr | None = Field(None, description="PUSH_WEBHOOK_SECRET")
+    # Per channel: sends per second across all workers (its task queue's limit) and at once per worker.
+    channel_rates: dict[str, float] = Field({"line": 50, "email": 20, "sms": 10, "push": 50},
+                                            description="CHANNEL_RATES (line=50,email=20,…: sends per second)")
+    channel_concurrency: dict[str, int] = Field({"line": 20, "email": 10, "sms": 10, "push": 20},
+                                                description="CHANNEL_CONCURRENCY (line=20,…: sends at once per worker)")
+
+    @field_validator("channel_rates", "channel_concurrency", mode="before")
+    @classmethod
+    def _per_channel(cls, value: object) -> object:
+        """``line=50,email=20`` from the environment; a mapping as it is."""
+        if not isinstance(value, str):
+            return value
+        limits: dict[str, str] = {}
+        for pair in (p.strip() for p in value.split(",") if p.strip()):
+            channel, _, limit = pair.partition("=")
+            if channel.strip() not in ("line", "email", "sms", "push") or not limit.strip():
+                raise ValueError(f"{pair!r} is not channel=number (channels: line, email, sms, push)")
+            limits[channel.strip()] = limit.strip()
+        return limits
+
     @field_validator("ingress_secrets", mode="before")
     @classmethod
     def _source_secrets(cls, value: object) -> object:
