@@ -31,7 +31,7 @@ worker's copy of the versions catches up); a touch decided before any configurat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Protocol
 
@@ -104,8 +104,11 @@ class ShopVersions(Protocol):
 
 class DeliveryActivities:
     def __init__(self, pool: asyncpg.Pool, adapters: dict | None = None, shops: ShopVersions | None = None,
-                 senders: Mapping[Channel, Sender] | None = None) -> None:
+                 senders: Mapping[Channel, Sender] | None = None,
+                 unsubscribe: Callable[[str, str], str] | None = None) -> None:
         self._pool = pool
+        # (member_id, channel) → the member's signed unsubscribe link on the HTTP ingress, if reachable.
+        self._unsubscribe = unsubscribe
         # Per channel, the vendor adapter that sends; a channel without one stays in the outbox.
         self._senders: Mapping[Channel, Sender] = senders or {}
         # None: no configuration read, the built-in example shop.
@@ -234,7 +237,9 @@ class DeliveryActivities:
         shop, templates = self._shop(request)
         row = await conn.fetchrow(_CONTACT, request.member_id)
         try:
-            message = render(request, Contact(**dict(row)) if row else None, shop, templates)
+            link = (self._unsubscribe(request.member_id, request.channel.value)
+                    if self._unsubscribe and request.channel is Channel.EMAIL else None)
+            message = render(request, Contact(**dict(row)) if row else None, shop, templates, link)
         except RenderError as error:
             # Raising inside the transaction rolls back the touch recorded above.
             log.warning("delivery.unrenderable", key=request.key, member_id=request.member_id,

@@ -79,10 +79,14 @@ def channels_of(step: Step) -> tuple[Channel, ...]:
 
 
 def render(request: DeliveryRequest, contact: Contact | None, shop: ShopConfig | None = None,
-           templates: Mapping[str, str] | None = None) -> RenderedMessage:
+           templates: Mapping[str, str] | None = None, unsubscribe_url: str | None = None) -> RenderedMessage:
     """The message of one touch, with ``shop``'s profile and catalogue and its own ``templates``
-    (None: the example shop, the built-in templates)."""
+    (None: the example shop, the built-in templates). ``unsubscribe_url``: the member's own
+    signed one-click link, in place of the shop's unsubscribe page (email)."""
     shop = shop or EXAMPLE_SHOP
+    if unsubscribe_url:
+        urls = shop.shop.urls.model_copy(update={"unsubscribe": unsubscribe_url})
+        shop = shop.model_copy(update={"shop": shop.shop.model_copy(update={"urls": urls})})
     channel = request.channel
     template, step = _template_and_step(request)
     if channel is None or channel not in channels_of(step):

@@ -24,7 +24,7 @@ from activities.restore import RestoreActivities
 from activities.shop_versions import ConfigRefresher, ShopVersions, StoredVersionInvalid
 from worker.client import connect
 from worker.metrics import serve_metrics
-from worker.senders import build_senders
+from worker.senders import build_senders, unsubscribe_links
 from worker.settings import Settings
 from workflows import versions
 from workflows.member import NETWORK_CHANNELS, MemberWorkflow, channel_queue
@@ -66,10 +66,12 @@ def _restrictions() -> SandboxRestrictions:
 WORKFLOW_RUNNER = SandboxedWorkflowRunner(restrictions=_restrictions())
 
 
-def activities(pool: asyncpg.Pool, shops: ShopVersions | None = None, senders: dict | None = None) -> list:
+def activities(pool: asyncpg.Pool, shops: ShopVersions | None = None, senders: dict | None = None,
+               unsubscribe=None) -> list:
     """The production activities, with their dependencies (``shops``: the configuration
-    versions a touch's message is rendered with; ``senders``: the vendor adapter per channel)."""
-    delivery = DeliveryActivities(pool, shops=shops, senders=senders)
+    versions a touch's message is rendered with; ``senders``: the vendor adapter per channel;
+    ``unsubscribe``: the members' one-click links, ``worker.senders.unsubscribe_links``)."""
+    delivery = DeliveryActivities(pool, shops=shops, senders=senders, unsubscribe=unsubscribe)
     contacts = ContactActivities(pool)
     projection = ProjectionActivities(pool)
     restore = RestoreActivities(pool)
@@ -108,7 +110,7 @@ class WorkerGroup:
 
 def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, *,
                  activity_functions: list | None = None, shops: ShopVersions | None = None,
-                 senders: dict | None = None, **options) -> WorkerGroup:
+                 senders: dict | None = None, unsubscribe=None, **options) -> WorkerGroup:
     """The one place that builds a worker; tests, preview and ``goldenroute dev`` use it too.
 
     ``activity_functions`` replaces the production activities (``goldenroute preview``
@@ -116,7 +118,7 @@ def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, 
     """
     if activity_functions is None:
         assert pool is not None, "the production activities need a PostgreSQL pool"
-        activity_functions = activities(pool, shops, senders)
+        activity_functions = activities(pool, shops, senders, unsubscribe)
     main = Worker(
         client,
         task_queue=settings.task_queue,
@@ -190,7 +192,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         client = await connect(settings, runtime)
         async with database(settings) as pool, shop_configuration(pool, settings) as config:
             senders = build_senders(settings)
-            worker = build_worker(client, pool, settings, shops=config.shops, senders=senders)
+            worker = build_worker(client, pool, settings, shops=config.shops, senders=senders,
+                                  unsubscribe=unsubscribe_links(settings))
             latest = config.shops.latest()
             log.info("worker.started", task_queue=settings.task_queue, namespace=settings.temporal_namespace,
                      temporal=settings.temporal_address, metrics_port=settings.metrics_port or None,

@@ -88,8 +88,8 @@ def build_senders(settings: Settings) -> dict[Channel, Sender]:
             dkim = DkimKey(settings.dkim_selector, settings.dkim_domain,
                            Path(settings.dkim_private_key_file).read_bytes())
         senders[Channel.EMAIL] = ShopSmtp(
-            secret(settings.smtp_url), dkim=dkim, unsubscribe_base=getattr(settings, "public_base_url", None),
-            unsubscribe_secret=secret(getattr(settings, "unsubscribe_secret", None)))
+            secret(settings.smtp_url), dkim=dkim, unsubscribe_base=settings.public_base_url,
+            unsubscribe_secret=secret(settings.unsubscribe_secret))
     if settings.line_channel_access_token is not None:
         senders[Channel.LINE] = LineSender(channel_access_token=settings.line_channel_access_token,
                                            base_url=settings.line_api_url)
@@ -98,3 +98,15 @@ def build_senders(settings: Settings) -> dict[Channel, Sender]:
     if settings.push_webhook_url and settings.push_webhook_secret is not None:
         senders[Channel.PUSH] = WebhookSender(settings.push_webhook_url, settings.push_webhook_secret, Channel.PUSH)
     return senders
+
+
+def unsubscribe_links(settings: Settings):
+    """(member_id, channel) → the member's signed one-click unsubscribe link on the HTTP
+    ingress (``POST /u/{token}``), when PUBLIC_BASE_URL and UNSUBSCRIBE_SECRET are set; None:
+    messages link the shop's own unsubscribe page."""
+    base, secret = settings.public_base_url, settings.unsubscribe_secret
+    if not base or secret is None:
+        return None
+    from activities.senders.unsubscribe import unsubscribe_url
+
+    return lambda member_id, channel: unsubscribe_url(base, secret.get_secret_value(), member_id, channel)

@@ -150,3 +150,18 @@ async def test_a_channel_without_a_sender_keeps_its_messages_in_the_outbox(pool,
     assert (await ActivityEnvironment().run(delivery.deliver, touch)).sent
     row = await delivery_row(pool, touch.key)
     assert (row["state"], row["attempts"]) == ("queued", 0)
+
+
+async def test_an_email_carries_the_members_own_one_click_link_in_its_body_and_headers(pool, member):
+    from activities.senders.unsubscribe import unsubscribe_url, verify_token
+
+    secret = "a-long-unsubscribe-secret"
+    link = lambda member_id, channel: unsubscribe_url("https://crm.grk.example", secret, member_id, channel)  # noqa: E731
+    async with SmtpStandIn() as smtp:
+        delivery = DeliveryActivities(pool, senders={Channel.EMAIL: ShopSmtp(
+            smtp.url, unsubscribe_base="https://crm.grk.example", unsubscribe_secret=secret)}, unsubscribe=link)
+        await ActivityEnvironment().run(delivery.deliver, request(member, channel=Channel.EMAIL))
+    [mail] = smtp.received
+    header = mail.message["List-Unsubscribe"].strip("<>")
+    assert header.startswith("https://crm.grk.example/u/") and header in mail.text
+    assert verify_token(secret, header.rpartition("/")[2]) == (member, "email")
