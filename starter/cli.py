@@ -152,10 +152,11 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report", help="marketers' reports from PostgreSQL: scenarios (KPI + holdout lift), funnel, "
-                       "subscription-flow (定期フロー), rfm, cpm, ltv; or dashboard (HTML)")
+                       "subscription-flow (定期フロー), rfm, cpm, ltv; channels (sends per channel and day, "
+                       "uncertain ones to check); or dashboard (HTML)")
     report.add_argument("name", type=_report_name, metavar="NAME",
-                        help="scenarios, funnel, subscription-flow, rfm, cpm, ltv or dashboard")
-    report.add_argument("--from", dest="start", type=_date, metavar="DATE",
+                        help="scenarios, funnel, subscription-flow, rfm, cpm, ltv, channels or dashboard")
+    report.add_argument("--from", "--since", dest="start", type=_date, metavar="DATE",
                         help="first day (YYYY-MM-DD, shop timezone) of the period, inclusive")
     report.add_argument("--to", dest="end", type=_date, metavar="DATE",
                         help="last day of the period, inclusive (RFM/CPM: also the day they are taken as of)")

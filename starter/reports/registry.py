@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 import asyncpg
 
+from starter.reports.channels import CHANNELS_SQL, STATES, add_uncertain, channels_args
 from starter.reports.cohorts import (
     FUNNEL_SQL, FUNNEL_STEPS, LTV_DAYS, LTV_SQL, SUBSCRIPTION_DELIVERIES, SUBSCRIPTION_FLOW_SQL,
 )
@@ -31,6 +32,8 @@ class ReportSpec:
     as_of: Literal["now", "to"] | None = None
     # Float columns shown with one decimal in the text table (others: three).
     one_decimal: frozenset[str] = frozenset()
+    # A report with more than its table completes it here (channels: the uncertain sends).
+    complete: Callable[[Any, Window, Report], Awaitable[Report]] | None = None
 
     def __post_init__(self) -> None:
         if len(self.headers) != len(self.columns):
@@ -84,6 +87,13 @@ REPORTS: dict[str, ReportSpec] = {spec.name: spec for spec in (
                    *((f"day_{d}", f"{d}日後" if d else "当日") for d in LTV_DAYS)),
         sql=LTV_SQL, args=lambda w: (w.start, w.end, w.as_of, w.timezone), as_of="now",
     ),
+    ReportSpec(
+        "channels", "チャネル別の配信状況 (日別)",
+        **_columns(("channel", "チャネル"), ("day", "日付"), ("messages", "通数"),
+                   *zip(STATES, ("送信済", "失敗", "不明", "待機", "送信中", "出力済")),
+                   ("attempts", "試行回数"), ("top_failures", "主な失敗理由")),
+        sql=CHANNELS_SQL, args=channels_args, complete=add_uncertain,
+    ),
 )}
 
 
@@ -107,7 +117,8 @@ async def run_report(conn_or_pool: asyncpg.Connection | asyncpg.Pool, name: str,
     records = await conn_or_pool.fetch(spec.sql, *spec.args(w))
     rows = [{c: _plain(r[c]) for c in spec.columns} for r in records]
     # RFM and CPM are a picture at one moment: --from has no part in them.
-    return Report(name=spec.name, title=spec.title, columns=list(spec.columns), rows=rows,
-                  start=None if spec.as_of == "to" else start, end=end,
-                  as_of=w.as_of if spec.as_of else None, one_decimal=spec.one_decimal,
-                  headers=list(spec.headers), timezone=w.timezone)
+    report = Report(name=spec.name, title=spec.title, columns=list(spec.columns), rows=rows,
+                    start=None if spec.as_of == "to" else start, end=end,
+                    as_of=w.as_of if spec.as_of else None, one_decimal=spec.one_decimal,
+                    headers=list(spec.headers), timezone=w.timezone)
+    return await spec.complete(conn_or_pool, w, report) if spec.complete else report
