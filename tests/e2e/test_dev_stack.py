@@ -53,7 +53,7 @@ NORMAL = "m-normal-001"
 LAPSED = "m-lapsed-001"
 MIXED = "m-mixed-001"
 SAMPLE_EMAIL = "taro@example.jp"
-SAMPLE_LINE_ID = "U0000sample0000taro0000example01"
+SAMPLE_LINE_ID = "Ua025318f5e9cc859df7fe8ab5fb294d5"
 DORMANT_AFTER = timedelta(days=90)  # SPEC §3
 
 
