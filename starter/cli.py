@@ -145,6 +145,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_config_commands(commands)  # config check / show (and the actions added to it)
 
+    from starter.calls import add_calls_commands
+    from starter.exports import add_export_command
+
+    add_export_command(commands)  # export dm|inserts|calls: the day's files for the print house, warehouse, agents
+    add_calls_commands(commands)  # calls list / done: the agents' queue and each call's result
+
     db = commands.add_parser("db", help="the PostgreSQL read models: apply migrations, or rebuild members")
     db.add_argument("action", choices=["migrate", "rebuild"],
                     help="migrate: apply pending migrations; rebuild: recompute members from member_events")
