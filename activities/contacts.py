@@ -218,6 +218,9 @@ class ContactActivities:
             tasks = await conn.execute(
                 "UPDATE call_center_tasks SET status = 'cancelled', talking_points = ''"
                 " WHERE member_id = $1 AND status = 'open'", request.member_id)
+            # An agent's note on a closed call may quote what the member said: it goes too.
+            await conn.execute("UPDATE call_center_tasks SET note = NULL WHERE member_id = $1 AND note IS NOT NULL",
+                               request.member_id)
             inserts = await conn.execute(
                 "DELETE FROM inserts WHERE member_id = $1 AND attached_to_shipment_at IS NULL", request.member_id)
         result = EraseResult(

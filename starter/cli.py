@@ -249,10 +249,12 @@ async def _dev(settings: Settings, args: argparse.Namespace) -> int:
             f"  HTTP:      {ingress.url}/v1/events ({signing}); OpenAPI {ingress.url}/docs\n"
             f"{channels.banner()}\n"
             f"  Received:  {ingress.received} (what each member received)\n"
+            f"  Loop back: unsubscribe links {stack.loopback['public_base_url']}/u/…; "
+            f"LINE webhook {ingress.url}/line/webhook\n"
             f"Send events with `goldenroute send examples/sample_converts.ndjson --now`; Ctrl-C stops everything.",
             file=sys.stderr, flush=True,
         )
-        await run_worker(channels.settings)
+        await run_worker(channels.settings.model_copy(update=stack.loopback))
     return 0
 
 

@@ -136,6 +136,26 @@ def dev_secret(settings: Settings) -> tuple[Settings, str | None]:
     return settings.model_copy(update={"ingress_secrets": {DEV_SOURCE: SecretStr(secret)}}), secret
 
 
+DEV_LOOPBACK_FILES = {"unsubscribe_secret": "dev-unsubscribe-secret", "line_channel_secret": "dev-line-channel-secret"}
+
+
+def dev_loopback(settings: Settings) -> Settings:
+    """The dev stack's loop back (starter/ingress/loopback.py): UNSUBSCRIBE_SECRET and
+    LINE_CHANNEL_SECRET, when unset, generated once into GOLDENROUTE_HOME (a link in a mail
+    the stack sent yesterday must still work today)."""
+    update: dict[str, SecretStr] = {}
+    for field, name in DEV_LOOPBACK_FILES.items():
+        if getattr(settings, field) is not None:
+            continue
+        path = Path(settings.home).expanduser() / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(32))
+        update[field] = SecretStr(path.read_text().strip())
+    return settings.model_copy(update=update)
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback

@@ -249,6 +249,7 @@ class DevStack:
     def __init__(self, settings: Settings, *, user_file: Path | None = None) -> None:
         self.settings = settings
         self.ui_url: str | None = None
+        self.loopback: dict = {}  # set by start_ingress: the worker's unsubscribe links and secrets
         self._user_file = user_file  # also publish the running stack here (`goldenroute dev`: per user)
         self._pids = {"dev": os.getpid()}
         self._exit_stack = contextlib.AsyncExitStack()
@@ -329,11 +330,11 @@ class DevStack:
         from starter.ingress.forwarder import Forwarder
         from starter.ingress.http import create_app
         from starter.received_page import PATH, mount_received
-        from starter.serve import DEV_SOURCE, dev_secret, serving
+        from starter.serve import DEV_SOURCE, dev_loopback, dev_secret, serving
         from worker.client import connect
         from worker.main import database
 
-        settings, secret = dev_secret(self.settings)
+        settings, secret = dev_secret(dev_loopback(self.settings))
         # starter.serve.ingress, plus the dev page on the same app and pool.
         client = await connect(settings)
         pool = await self._exit_stack.enter_async_context(database(settings))
@@ -342,6 +343,10 @@ class DevStack:
         mount_received(app, pool, channels)
         url = await self._exit_stack.enter_async_context(serving(app, forwarder, "127.0.0.1", settings.ingress_port))
         log.info("devstack.ingress", url=url, received=url + PATH)
+        # The worker links unsubscribes to this ingress, signed with the same secret.
+        self.loopback = {"public_base_url": self.settings.public_base_url or url,
+                         "unsubscribe_secret": settings.unsubscribe_secret,
+                         "line_channel_secret": settings.line_channel_secret}
         return DevIngress(url=url, source=DEV_SOURCE if secret else None, secret=secret, received=url + PATH)
 
 

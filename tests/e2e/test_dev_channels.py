@@ -138,6 +138,70 @@ def test_a_newcomers_first_messages_reach_the_stand_ins_and_the_page(stack):
     assert all(sent_by_channel.get(c, 0) >= 1 for c in ("email", "line", "sms")), rows
 
 
+def member_json(stack: Stack, member_id: str) -> dict:
+    shown = stack.goldenroute("member", "show", member_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return json.loads(shown.stdout)
+
+
+def wait_for(check, what: str, timeout: float = DELIVERY_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout:.0f}s")
+        time.sleep(0.5)
+    return found
+
+
+def another_sample(member_id: str) -> str:
+    """A second sample request, 11 minutes ago: S01's welcome for it is due at once."""
+    asked = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=11)
+    return json.dumps({"type": "sample_requested", "event_id": f"{member_id}-ev3", "member_id": member_id,
+                       "occurred_at": asked.isoformat(), "order_id": f"SMP2-{member_id}", "sku": "KOSO-7",
+                       "days_supply": 7}) + "\n"
+
+
+def second_welcome(stack: Stack, member_id: str) -> dict | None:
+    touches = [t for t in member_json(stack, member_id)["timeline"]
+               if t.get("step") == "welcome_offer" and t.get("outcome") and t.get("outcome") != "sent"]
+    return touches[0] if touches else None
+
+
+def test_an_unsubscribe_click_and_a_line_unfollow_stop_the_next_touch_on_that_channel(stack):
+    """The email member clicks the one-click link of the mail it received (RFC 8058 POST); the
+    LINE member unfollows (LINE's signed webhook). Each one's next touch is not sent on that
+    channel: it has no other, so it is suppressed no_channel."""
+    routes = banner(stack)
+    members = {c: outside_holdout(p) for c, p in (("email", "m-e2e-mail"), ("line", "m-e2e-line"))}
+    mail = page_text(f"{routes['received']}/{members['email']}")
+    link = re.search(r"(http://127\.0\.0\.1:\d+/u/[^\s\"'<>]+)", mail)
+    assert link, "the mail carries the member's own unsubscribe link"
+    assert httpx.post(link.group(1), data={"List-Unsubscribe": "One-Click"}, timeout=10).status_code == 200
+
+    import base64
+    import hashlib
+    import hmac
+
+    secret = (stack.home / "dev-line-channel-secret").read_text().strip()
+    body = json.dumps({"destination": "Ustandin", "events": [{
+        "type": "unfollow", "mode": "active", "timestamp": int(time.time() * 1000),
+        "source": {"type": "user", "userId": LINE_ID}, "webhookEventId": "01E2EUNFOLLOW0000000000000",
+        "deliveryContext": {"isRedelivery": False}}]}).encode()
+    signature = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+    ingress = routes["received"].rsplit("/dev/", 1)[0]
+    answer = httpx.post(f"{ingress}/line/webhook", content=body, timeout=10,
+                        headers={"X-Line-Signature": signature, "Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+
+    for channel, member_id in members.items():
+        wait_for(lambda: channel not in member_json(stack, member_id)["member"]["consented_channels"],
+                 f"{channel} consent withdrawn for {member_id}")
+        sent = stack.goldenroute("send", "-", stdin=another_sample(member_id))
+        assert sent.returncode == 0, sent.stderr
+        touch = wait_for(lambda: second_welcome(stack, member_id), f"{member_id}'s next welcome decided")
+        assert (touch["outcome"], touch["reason"]) == ("suppressed", "no_channel"), touch
+
+
 def test_ctrl_c_stops_the_stand_ins_with_the_stack(stack):
     ports = [int(url.rsplit(":", 1)[1].split("/")[0]) for key, url in banner(stack).items() if key != "received"]
     stack.process.send_signal(signal.SIGINT)
