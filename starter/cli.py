@@ -158,10 +158,12 @@ def _parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser(
         "report", help="marketers' reports from PostgreSQL: scenarios (KPI + holdout lift), funnel, "
-                       "subscription-flow (定期フロー), rfm, cpm, ltv; channels (sends per channel and day, "
+                       "subscription-flow (定期フロー), rfm, cpm, ltv; product-flow (購入フロー), products "
+                       "(商品別新規・リピート), cross-sell (クロスセル); channels (sends per channel and day, "
                        "uncertain ones to check); or dashboard (HTML)")
     report.add_argument("name", type=_report_name, metavar="NAME",
-                        help="scenarios, funnel, subscription-flow, rfm, cpm, ltv, channels or dashboard")
+                        help="scenarios, funnel, subscription-flow, rfm, cpm, ltv, product-flow, products, "
+                             "cross-sell, channels or dashboard")
     report.add_argument("--from", "--since", dest="start", type=_date, metavar="DATE",
                         help="first day (YYYY-MM-DD, shop timezone) of the period, inclusive")
     report.add_argument("--to", dest="end", type=_date, metavar="DATE",
@@ -170,6 +172,10 @@ def _parser() -> argparse.ArgumentParser:
     output.add_argument("--json", action="store_true", help="print the report as JSON")
     output.add_argument("--csv", action="store_true", help="print the report as CSV with a header row")
     report.add_argument("--out", metavar="FILE", help="dashboard only: the HTML file to write (default report.html)")
+    report.add_argument("--within", type=_whole(0), metavar="DAYS",
+                        help="cross-sell only: count a pair when both were bought at most DAYS apart (default: any time)")
+    report.add_argument("--min-members", type=_whole(1), metavar="N",
+                        help="cross-sell only: show pairs bought by at least N members (default 3)")
     report.set_defaults(command=_report)
 
     member = commands.add_parser(
@@ -214,6 +220,19 @@ def _date(text: str):
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _whole(low: int):
+    """An argparse type: a whole number of at least ``low``."""
+    def whole(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if number < low:
+            raise argparse.ArgumentTypeError(f"must be {low} or more, not {number}")
+        return number
+    return whole
 
 
 def _days(text: str) -> int:
@@ -331,6 +350,9 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     if not dashboard and args.out:
         print("goldenroute: --out is for the dashboard only", file=sys.stderr)
         return 2
+    if dashboard and (args.within is not None or args.min_members is not None):
+        print("goldenroute: --within and --min-members are for report cross-sell", file=sys.stderr)
+        return 2
     settings = settings.with_dev_stack()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
@@ -345,7 +367,8 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             print(f"wrote {out}")
             return 0
         try:
-            report = await run_report(pool, args.name, args.start, args.end)
+            options = {"within": args.within, "min_members": args.min_members}
+            report = await run_report(pool, args.name, args.start, args.end, options=options)
         except ReportError as error:
             print(f"goldenroute: {error}", file=sys.stderr)
             return 2

@@ -1,7 +1,8 @@
 """The marketers' dashboard: one self-contained HTML file drawn from the reports.
 
 ``write_dashboard`` asks ``starter.reports.run_report`` for the funnel, the 定期フロー,
-LTV by cohort, the scenario KPIs and CPM, and ``render_dashboard`` (pure) turns
+LTV by cohort, the scenario KPIs, CPM and the product analyses (購入フロー, 商品別新規・
+リピート, クロスセル: ``starter.dashboard_products``), and ``render_dashboard`` (pure) turns
 them into one HTML document with inline SVG charts and inline CSS: no script, no
 external stylesheet, font or image, so it opens the same on a laptop with no
 network and can be mailed around as one file.
@@ -17,18 +18,19 @@ from typing import Any, Mapping
 
 from zoneinfo import ZoneInfo
 
-from starter import svg
+from starter import dashboard_products, svg
 from starter.reports import DEFAULT_TIMEZONE, run_report
 from workflows.scenarios import TEMPLATES
 
 TITLE = "goldenroute CRMダッシュボード"
-REPORTS = ("funnel", "subscription-flow", "ltv", "scenarios", "cpm")
+REPORTS = ("funnel", "subscription-flow", "ltv", "scenarios", "cpm", "product-flow", "products", "cross-sell")
 SECTIONS = {
     "funnel": "ライフサイクル・ファネル",
     "subscription-flow": "定期フロー(お届け回数別の継続率)",
     "ltv": "コホート別LTV(累積売上の平均)",
     "scenarios": "シナリオ別KPIとホールドアウト比較(リフト)",
     "cpm": "CPM分析(顧客ポートフォリオ)",
+    **dashboard_products.SECTIONS,
 }
 FUNNEL_STEPS = {
     "sample_or_trial": "サンプル・お試し", "f1": "F1 初回本品購入", "f2": "F2 2回目購入",
@@ -71,11 +73,15 @@ def render_dashboard(reports: Mapping[str, Any], *, start: Any = None, end: Any 
         _section("ltv", _ltv_chart(rows.get("ltv", []))),
         _section("scenarios", _lift_chart(rows.get("scenarios", [])) + _scenario_table(rows.get("scenarios", []))),
         _section("cpm", _cpm_table(rows.get("cpm", []))) if "cpm" in rows else "",
+        _section("product-flow", dashboard_products.product_flow(rows.get("product-flow", []))),
+        _section("products", dashboard_products.products(rows.get("products", []))),
+        _section("cross-sell", dashboard_products.cross_sell(rows.get("cross-sell", []))),
     ])
     return (
         "<!DOCTYPE html>\n<html lang=ja><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<title>{escape(TITLE)}</title><style>{CSS}</style></head><body><main>{body}</main></body></html>\n"
+        f"<title>{escape(TITLE)}</title><style>{CSS}{dashboard_products.CSS}</style></head>"
+        f"<body><main>{body}</main></body></html>\n"
     )
 
 

@@ -510,7 +510,8 @@ async def test_unknown_report_and_bad_period(report_pool):
         await run_report(report_pool, "nope")
     with pytest.raises(ReportError, match="after"):
         await run_report(report_pool, "funnel", date(2026, 2, 1), date(2026, 1, 1))
-    assert set(REPORTS) == {"scenarios", "funnel", "subscription-flow", "rfm", "cpm", "ltv", "channels"}
+    assert set(REPORTS) == {"scenarios", "funnel", "subscription-flow", "rfm", "cpm", "ltv", "channels",
+                            "product-flow", "products", "cross-sell"}
 
 
 async def test_every_report_renders_on_an_empty_database(report_pool):
