@@ -151,6 +151,10 @@ def _parser() -> argparse.ArgumentParser:
     add_export_command(commands)  # export dm|inserts|calls: the day's files for the print house, warehouse, agents
     add_calls_commands(commands)  # calls list / done: the agents' queue and each call's result
 
+    from starter.segments.cli import add_segment_commands
+
+    add_segment_commands(commands)  # segment list / show / save / from-report / delete
+
     db = commands.add_parser("db", help="the PostgreSQL read models: apply migrations, or rebuild members")
     db.add_argument("action", choices=["migrate", "rebuild"],
                     help="migrate: apply pending migrations; rebuild: recompute members from member_events")

@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from workflows.events import MAX_SUPPLY_DAYS, Channel, LineRole
 from workflows.rules import QUIET_CHANNELS, PolicyConfig, Rules, ScenarioRules
 from workflows.scenarios import BY_SCENARIO, Scenario
+from workflows.segments import Segment, SegmentName, segment_problems
 
 
 class _Config(BaseModel):
@@ -193,10 +194,13 @@ class ShopConfig(_Config):
     policy: Policy = Policy()
     scenarios: dict[Scenario, ScenarioRules] = {}
     templates: Templates = Templates()
+    # Named selections of members (workflows.segments): `goldenroute segment show NAME`.
+    segments: dict[SegmentName, Segment] = {}
 
     @model_validator(mode="after")
     def _consistent(self) -> "ShopConfig":
-        problems = [*_catalogue_problems(self.catalogue), *_scenario_problems(self.scenarios)]
+        problems = [*_catalogue_problems(self.catalogue), *_scenario_problems(self.scenarios),
+                    *(p for name, s in self.segments.items() for p in segment_problems(name, s, self.catalogue))]
         if problems:
             raise ValueError("; ".join(problems))
         return self
