@@ -163,7 +163,9 @@ class DeliveryActivities:
                     raise ApplicationError(f"{outbound.message.template}: {error}", type=_kind(error or "vendor"),
                                            non_retryable=True)
                 return DeliveryResult(key=request.key, recorded=recorded, sent=state == "sent")
-            return await self._send(conn, sender, outbound, recorded)
+        # The pooled connection goes back before the vendor is called: a hanging vendor must
+        # not hold the pool other channels (and the member workflows' records) need.
+        return await self._send(sender, outbound, recorded)
 
     def _sender(self, request: DeliveryRequest) -> Sender | None:
         assert request.channel is not None
@@ -173,34 +175,37 @@ class DeliveryActivities:
             sender = sender.for_shop(shop)
         return sender
 
-    async def _send(self, conn: asyncpg.Connection, sender: Sender, outbound: OutboundMessage,
-                    recorded: bool) -> DeliveryResult:
+    async def _send(self, sender: Sender, outbound: OutboundMessage, recorded: bool) -> DeliveryResult:
         """The vendor call, outside any transaction; then its result, committed."""
         key, channel = outbound.key, outbound.channel.value
         try:
             result = await sender.send(outbound.message, key, outbound.member_id)
         except Rejected as refused:
-            await _end_attempt(conn, key, "failed", error=refused.reason)  # counted by deliver()
+            await self._end(key, "failed", error=refused.reason)  # counted by deliver()
             raise ApplicationError(f"{outbound.message.template} on {channel}: {refused.reason}",
                                    type=_kind(refused.reason), non_retryable=True) from None
         except Retryable as lost:
             if lost.maybe_delivered and not getattr(sender, "idempotent", False):
-                await _end_attempt(conn, key, "uncertain", error=lost.reason)
+                await self._end(key, "uncertain", error=lost.reason)
                 metrics.delivery(channel, "uncertain")
                 log.warning("delivery.uncertain", key=key, member_id=outbound.member_id, reason=lost.reason)
                 return DeliveryResult(key=key, recorded=recorded, sent=False)
-            await _end_attempt(conn, key, "queued", error=lost.reason)
+            await self._end(key, "queued", error=lost.reason)
             delay = timedelta(seconds=lost.retry_after) if lost.retry_after else None
             raise ApplicationError(f"{outbound.message.template} on {channel}: {lost.reason}",
                                    type="DeliveryRetry", next_retry_delay=delay) from None
         delivered_at = datetime.now(timezone.utc)
-        async with conn.transaction():
+        async with self._pool.acquire() as conn, conn.transaction():
             await _end_attempt(conn, key, "sent", vendor_message_id=result.vendor_message_id)
             await conn.execute("UPDATE touches SET delivered_at = $2 WHERE idempotency_key = $1", key, delivered_at)
         metrics.delivery(channel, "duplicate" if result.duplicate else "sent")
         log.info("delivery.sent", key=key, member_id=outbound.member_id, channel=channel,
                  vendor_message_id=result.vendor_message_id, duplicate=result.duplicate)
         return DeliveryResult(key=key, recorded=recorded, sent=True, delivered_at=delivered_at)
+
+    async def _end(self, key: str, state: str, *, error: str | None = None) -> None:
+        async with self._pool.acquire() as conn:
+            await _end_attempt(conn, key, state, error=error)
 
     @activity.defn(name="record_outcomes")
     async def record_outcomes(self, batch: OutcomeBatch) -> OutcomeBatchResult:
