@@ -28,35 +28,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from starter.ingress.carts.tomlfile import parse_toml
 from worker.shop_config import ShopConfigError, load_shop_config
-from workflows.events import MAX_SUPPLY_DAYS, LineRole
+from workflows.shop import Product  # one product model: a catalogue file may carry the shop's fields too
 
 
 class CatalogueError(ValueError):
     """A catalogue that cannot be used; the message names the SKU and the field."""
-
-
-class Product(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: Annotated[str, Field(max_length=200)] = ""
-    role: LineRole | None = None
-    days_supply: Annotated[int, Field(gt=0, le=MAX_SUPPLY_DAYS)] | None = None
-    sample: bool = False
-    ignore: bool = False
-
-    @model_validator(mode="after")
-    def _complete(self) -> "Product":
-        if self.ignore:
-            return self
-        if self.days_supply is None:
-            raise ValueError("days_supply is required (or ignore = true)")
-        if not self.sample and self.role is None:
-            raise ValueError("role is required: main, cross or trial (or sample = true)")
-        return self
 
 
 class Catalogue(BaseModel):
@@ -99,6 +79,4 @@ def _from_shop_file(path: Path) -> Catalogue:
         shop = load_shop_config(path)
     except ShopConfigError as error:
         raise CatalogueError("; ".join(error.problems)) from None
-    fields = set(Product.model_fields)
-    return Catalogue(catalogue={sku: Product.model_validate(product.model_dump(include=fields))
-                                for sku, product in shop.config.catalogue.items()})
+    return Catalogue(catalogue=dict(shop.config.catalogue))
