@@ -87,6 +87,10 @@ def counts():
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(batch=st.lists(items(), min_size=1, max_size=25), ndjson=st.booleans())
 async def test_fuzzed_events_never_get_a_5xx_and_every_rejection_names_its_field(pool, batch, ndjson):
+    if ndjson and len(batch) == 1 and isinstance(batch[0], list):
+        # One NDJSON line that is itself a JSON array is byte for byte a JSON array body:
+        # the ingress reads it as the array it is (its items numbered, an empty one refused).
+        batch, ndjson = batch[0] or [{}], False
     body = (b"\n".join(json.dumps(i).encode() for i in batch) if ndjson else json.dumps(batch).encode())
     async with client_for(create_app(SETTINGS, pool, None, None)) as http:
         response = await http.post(EVENTS_PATH, content=body, headers=signed(body))
