@@ -54,6 +54,7 @@ def summary(shop: LoadedShop) -> list[str]:
         f"{policy.frequency_cap.days} days, holdout {policy.holdout_percent} %",
         f"  templates  {len(shop.templates)} of the shop's own"
         + (f" in {config.templates.directory}" if config.templates.directory else ""),
+        f"  segments   {', '.join(config.segments) or 'none'}",
         f"  digest     {shop.digest[:12]}",
     ]
 
