@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
+from starter.ingress.body import TooLarge, read_body
 from starter.ingress.forwarder import Forwarder, forward_lag
 from starter.ingress.http_docs import DESCRIPTION, install_openapi, submission_openapi
 from starter.ingress.log import ACCEPTED, DUPLICATE, REJECTED, Verdict, accept
@@ -69,10 +70,6 @@ class SubmissionResult(BaseModel):
     duplicate: int
     rejected: int
     results: list[EventVerdict]
-
-
-class TooLarge(Exception):
-    pass
 
 
 class Ingress:
@@ -131,12 +128,12 @@ class Ingress:
             raise TooLarge  # before a byte of it is read
         headers = request.headers
         if self.insecure:
-            return "insecure", await _read(request, limit)
+            return "insecure", await read_body(request, limit)
         # The cheap checks first: a stale or unsigned request is refused before its body is read.
         timestamp = check_timestamp(headers.get(TIMESTAMP_HEADER), self.clock(), self.settings.ingress_replay_window)
         if not headers.get(SOURCE_HEADER) or not headers.get(SIGNATURE_HEADER):
             raise Unauthorized("signature")
-        raw = await _read(request, limit)
+        raw = await read_body(request, limit)
         source = verify(self.settings.ingress_secrets, headers[SOURCE_HEADER], timestamp, headers[SIGNATURE_HEADER], raw)
         return source, raw
 
@@ -203,17 +200,6 @@ async def readiness(pool: asyncpg.Pool, client: Client | None) -> dict[str, str]
 
     pg, tp = await asyncio.gather(check(postgresql), check(temporal))
     return {"postgresql": pg, "temporal": tp}
-
-
-async def _read(request: Request, limit: int) -> bytes:
-    """The body, counted while it streams in: a sender that lies about its length is cut off at the limit."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _too_large(detail: str) -> Response:

@@ -42,6 +42,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from activities.senders.unsubscribe import PATH, InvalidToken, UnsubscribeToken, read_token
 from starter.ingress import unsubscribe_pages as pages
+from starter.ingress.body import TooLarge, read_body
 from starter.ingress.forwarder import Forwarder
 from starter.ingress.log import ACCEPTED, DUPLICATE, accept
 from worker.settings import Settings
@@ -154,8 +155,9 @@ class Loopback:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return JSONResponse({"detail": f"the body is larger than {limit} bytes"}, status_code=413)
-        body = await _read(request, limit)
-        if body is None:
+        try:
+            body = await read_body(request, limit)
+        except TooLarge:
             return JSONResponse({"detail": f"the body is larger than {limit} bytes"}, status_code=413)
         if not _line_signed(secret, body, request.headers.get(LINE_SIGNATURE_HEADER)):
             log.info("line_webhook.unauthorized")
@@ -257,14 +259,3 @@ def _line_event_id(webhook_event_id: str, member_id: str) -> str:
 
 def _empty(status: int, *, retry: bool = False) -> Response:
     return Response(status_code=status, headers={"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None)
-
-
-async def _read(request: Request, limit: int) -> bytes | None:
-    """The body, or None once it grows past ``limit`` (a sender may lie about its length)."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
