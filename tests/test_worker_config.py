@@ -3,7 +3,6 @@ refreshes them while it runs, and its member workflows decide under the version 
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -17,18 +16,10 @@ from tests.factories import order, registered
 from worker.main import build_worker, shop_configuration
 from worker.settings import Settings
 from workflows import versions
+from tests.workflows.helpers import eventually
 from workflows.member import MemberWorkflow, workflow_id
 
 
-async def eventually(check, timeout: float = 20.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def test_members_take_up_a_version_applied_while_the_worker_runs(
@@ -53,16 +44,16 @@ async def test_members_take_up_a_version_applied_while_the_worker_runs(
             assert versions.book_for(task_queue) is config.book
             now = datetime.now(timezone.utc)
             await send(registered(member_id, now), order(member_id, now, "o1"))
-            await eventually(lambda: decided_under(0))  # nothing applied: the SPEC's defaults
+            await eventually(lambda: decided_under(0), timeout=20)  # nothing applied: the SPEC's defaults
 
             v1, _ = await apply(pool, changed(), timedelta(seconds=3))
 
             async def read_and_in_force() -> None:
                 assert config.shops.get(1) is not None and config.book.known_until > v1.effective_at
                 assert datetime.now(timezone.utc) > v1.effective_at
-            await eventually(read_and_in_force)
+            await eventually(read_and_in_force, timeout=20)
             await send(order(member_id, datetime.now(timezone.utc), "o2"))
-            await eventually(lambda: decided_under(1))
+            await eventually(lambda: decided_under(1), timeout=20)
         assert versions.book_for(task_queue) is not config.book  # uninstalled with the worker
     finally:
         await handle.terminate("test finished")

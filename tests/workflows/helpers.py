@@ -114,3 +114,17 @@ def at_local(moment: datetime) -> str:
     from tests.factories import JST
 
     return moment.astimezone(JST).strftime("%Y-%m-%d %H:%M")
+
+
+async def eventually(check, timeout: float = 15.0):
+    """Await ``check()`` until it stops raising AssertionError, at most ``timeout`` seconds."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            return await check()
+        except AssertionError:
+            if asyncio.get_running_loop().time() > deadline:
+                raise
+            await asyncio.sleep(0.2)

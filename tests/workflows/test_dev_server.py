@@ -13,7 +13,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.contacts import store_contacts
 from starter.ingress import forward, strip_contacts
 from tests.factories import days, event, order, registered
-from tests.workflows.helpers import running_worker, send, state_of
+from tests.workflows.helpers import eventually, running_worker, send, state_of
 from workflows.events import parse_event
 from workflows.lifecycle import Stage
 from workflows.search import LIFECYCLE_STAGE, NEXT_TOUCH_AT, PURCHASE_COUNT, SUBSCRIPTION_STATUS
@@ -40,15 +40,6 @@ async def last_signal_processed(handle) -> None:
     assert signals[-1].event_id < completed[-1].event_id
 
 
-async def eventually(check, timeout: float = 15.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            return await check()
-        except AssertionError:
-            if asyncio.get_running_loop().time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def test_signal_with_start_creates_the_workflow_once_and_then_signals_it(env, pool, member_id, task_queue):
