@@ -146,8 +146,9 @@ class DeliveryActivities:
                     log.info("delivery.duplicate", key=request.key)
                     metrics.delivery(request.channel.value, "duplicate")
                     return DeliveryResult(key=request.key, recorded=recorded, sent=True, delivered_at=delivered_at)
-                outbound = await self._outbound(conn, request)
-                sender = self._sender(request)
+                shop, templates = self._shop(request)
+                outbound = await self._outbound(conn, request, shop, templates)
+                sender = self._sender(request, shop)
                 if sender is None:  # a file or queue in PostgreSQL (insert, call centre, DM) or the outbox
                     adapter = self._adapters.get(request.channel, self._default)
                     await adapter.send(conn, outbound)
@@ -167,11 +168,10 @@ class DeliveryActivities:
         # not hold the pool other channels (and the member workflows' records) need.
         return await self._send(sender, outbound, recorded)
 
-    def _sender(self, request: DeliveryRequest) -> Sender | None:
+    def _sender(self, request: DeliveryRequest, shop: ShopConfig | None) -> Sender | None:
         assert request.channel is not None
         sender = self._senders.get(request.channel)
         if sender is not None and hasattr(sender, "for_shop"):  # e.g. SMTP: From is the shop's sender
-            shop, _ = self._shop(request)
             sender = sender.for_shop(shop)
         return sender
 
@@ -238,8 +238,8 @@ class DeliveryActivities:
                                        type="UnknownConfigVersion")
         return (version.config, version.templates) if version is not None else (None, None)
 
-    async def _outbound(self, conn: asyncpg.Connection, request: DeliveryRequest) -> OutboundMessage:
-        shop, templates = self._shop(request)
+    async def _outbound(self, conn: asyncpg.Connection, request: DeliveryRequest, shop: ShopConfig | None,
+                        templates: Mapping[str, str] | None) -> OutboundMessage:
         row = await conn.fetchrow(_CONTACT, request.member_id)
         try:
             link = (self._unsubscribe(request.member_id, request.channel.value)

@@ -8,6 +8,7 @@ configuration version the touch was decided under (``ShopSmtp.for_shop``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -30,8 +31,10 @@ class ShopSmtp:
     channel = Channel.EMAIL
     idempotent = False
 
-    def __init__(self, url: str, *, dkim: DkimKey | None = None, unsubscribe_base: str | None = None,
-                 unsubscribe_secret: str | None = None) -> None:
+    def __init__(self, url: str, *, dkim: DkimKey | None = None,
+                 links: Callable[[str, str], str] | None = None) -> None:
+        """``links``: (member_id, channel) → the member's one-click link (``unsubscribe_links``);
+        None: the shop's own unsubscribe page."""
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ValueError("SMTP_URL: smtp://[user:password@]host[:587][?starttls=require|never] or smtps://…")
@@ -41,13 +44,10 @@ class ShopSmtp:
             host=parts.hostname, port=parts.port or (465 if parts.scheme == "smtps" else 587),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            use_tls=parts.scheme == "smtps", starttls=None if parts.scheme == "smtps" else starttls,
+            use_tls=parts.scheme == "smtps", starttls=False if parts.scheme == "smtps" else starttls,
             timeout=SMTP_TIMEOUT, dkim=dkim,
         )
-        if parts.scheme == "smtps":
-            self._options["starttls"] = False
-        self._unsubscribe_base = unsubscribe_base
-        self._unsubscribe_secret = unsubscribe_secret
+        self._links = links
         self._cache: dict[tuple, SmtpSender] = {}
 
     def for_shop(self, shop: ShopConfig | None) -> SmtpSender:
@@ -64,14 +64,13 @@ class ShopSmtp:
     def _unsubscribe(self, shop_page: str):
         """RFC 8058: the member's signed one-click link on the HTTP ingress, when it is reachable
         (PUBLIC_BASE_URL and UNSUBSCRIBE_SECRET); else the shop's own unsubscribe page."""
-        base, secret = self._unsubscribe_base, self._unsubscribe_secret
-        if base and secret:
-            from activities.senders.unsubscribe import unsubscribe_url
-
-            return lambda member_id, key: (unsubscribe_url(base, secret, member_id, "email"), "")
+        links = self._links
+        if links is not None:
+            return lambda member_id, key: (links(member_id, "email"), "")
         return lambda member_id, key: (shop_page, "")
 
-    async def send(self, message, key, member_id):  # pragma: no cover - always used through for_shop
+    async def send(self, message, key, member_id):
+        """As the example shop; the delivery activity sends through ``for_shop`` instead."""
         return await self.for_shop(None).send(message, key, member_id)
 
     async def aclose(self) -> None:
@@ -87,9 +86,7 @@ def build_senders(settings: Settings) -> dict[Channel, Sender]:
         if settings.dkim_private_key_file and settings.dkim_selector and settings.dkim_domain:
             dkim = DkimKey(settings.dkim_selector, settings.dkim_domain,
                            Path(settings.dkim_private_key_file).read_bytes())
-        senders[Channel.EMAIL] = ShopSmtp(
-            secret(settings.smtp_url), dkim=dkim, unsubscribe_base=settings.public_base_url,
-            unsubscribe_secret=secret(settings.unsubscribe_secret))
+        senders[Channel.EMAIL] = ShopSmtp(secret(settings.smtp_url), dkim=dkim, links=unsubscribe_links(settings))
     if settings.line_channel_access_token is not None:
         senders[Channel.LINE] = LineSender(channel_access_token=settings.line_channel_access_token,
                                            base_url=settings.line_api_url)

@@ -158,8 +158,7 @@ async def test_an_email_carries_the_members_own_one_click_link_in_its_body_and_h
     secret = "a-long-unsubscribe-secret"
     link = lambda member_id, channel: unsubscribe_url("https://crm.grk.example", secret, member_id, channel)  # noqa: E731
     async with SmtpStandIn() as smtp:
-        delivery = DeliveryActivities(pool, senders={Channel.EMAIL: ShopSmtp(
-            smtp.url, unsubscribe_base="https://crm.grk.example", unsubscribe_secret=secret)}, unsubscribe=link)
+        delivery = DeliveryActivities(pool, senders={Channel.EMAIL: ShopSmtp(smtp.url, links=link)}, unsubscribe=link)
         await ActivityEnvironment().run(delivery.deliver, request(member, channel=Channel.EMAIL))
     [mail] = smtp.received
     header = mail.message["List-Unsubscribe"].strip("<>")
