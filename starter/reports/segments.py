@@ -21,17 +21,57 @@ CPM_REVENUE_YEN = 30_000
 CPM_SEGMENTS = ("初回客", "よちよち客", "コツコツ客", "流行客", "優良客",
                 "初回離脱客", "よちよち離脱客", "コツコツ離脱客", "流行離脱客", "優良離脱客")
 
-# RFM and CPM start from the same picture of each buyer as of $1.
-_PER_MEMBER = """WITH per_member AS (  -- one pass over the orders: no join
-    SELECT member_id,
+# The rules below are SQL fragments that the reports and the segments (starter/segments:
+# a report row turned into a segment has exactly the row's members) both build on.
+
+
+def buyers_sql(at: str) -> str:
+    """Each buyer as of ``at`` (an SQL expression): F, first and latest main purchase, revenue.
+    One pass over the orders: no join."""
+    return f"""SELECT member_id,
            count(*) FILTER (WHERE is_main)          AS f,
            min(placed_at) FILTER (WHERE is_main)    AS first_at,
            max(placed_at) FILTER (WHERE is_main)    AS last_at,
            sum(revenue)                             AS revenue
     FROM orders
-    WHERE NOT cancelled AND NOT is_sample AND placed_at <= $1::timestamptz
+    WHERE NOT cancelled AND NOT is_sample AND placed_at <= {at}
     GROUP BY member_id
-    HAVING count(*) FILTER (WHERE is_main) > 0
+    HAVING count(*) FILTER (WHERE is_main) > 0"""
+
+
+def rfm_r_sql(at: str, last_at: str = "last_at") -> str:
+    """R (5 … 1) from the days between the latest main purchase and ``at``."""
+    steps = " ".join(f"WHEN {at} - {last_at} <= interval '{days} days' THEN {5 - i}"
+                     for i, days in enumerate(RFM_RECENCY_DAYS))
+    return f"CASE {steps} ELSE 1 END"
+
+
+def rfm_f_sql(f: str = "f") -> str:
+    return f"CASE WHEN {f} >= 6 THEN 5 WHEN {f} >= 4 THEN 4 ELSE {f} END"
+
+
+# The segment of an (r, f) score, first match (see RFM_SQL).
+RFM_SEGMENT_SQL = """CASE WHEN r >= 4 AND f >= 4 THEN '優良'
+            WHEN r >= 4 AND f = 1 THEN '新規'
+            WHEN r >= 4 THEN '育成'
+            WHEN r = 3 THEN '要注意'
+            WHEN r = 2 THEN '離脱予備'
+            ELSE '休眠' END"""
+
+
+def cpm_segment_sql(at: str, m: str = "") -> str:
+    """The CPM class of a buyer row (columns prefixed ``m``) as of ``at``."""
+    return f"""CASE WHEN {m}f = 1 THEN '初回'
+                WHEN {m}last_at - {m}first_at < interval '{CPM_TENURE_DAYS} days'
+                    THEN CASE WHEN {m}revenue >= {CPM_REVENUE_YEN} THEN '流行' ELSE 'よちよち' END
+                ELSE CASE WHEN {m}revenue >= {CPM_REVENUE_YEN} THEN '優良' ELSE 'コツコツ' END
+           END
+           || CASE WHEN {at} - {m}last_at > interval '{CPM_ACTIVE_DAYS} days' THEN '離脱客' ELSE '客' END"""
+
+
+# RFM and CPM start from the same picture of each buyer as of $1.
+_PER_MEMBER = f"""WITH per_member AS (
+    {buyers_sql("$1::timestamptz")}
 ),"""
 
 # Members with at least one main purchase by as_of, from what they had bought by as_of
@@ -49,22 +89,13 @@ RFM_SQL = f"""
 {_PER_MEMBER}
 scored AS (
     SELECT m.member_id, m.revenue,
-           CASE WHEN $1::timestamptz - m.last_at <= interval '{RFM_RECENCY_DAYS[0]} days' THEN 5
-                WHEN $1::timestamptz - m.last_at <= interval '{RFM_RECENCY_DAYS[1]} days' THEN 4
-                WHEN $1::timestamptz - m.last_at <= interval '{RFM_RECENCY_DAYS[2]} days' THEN 3
-                WHEN $1::timestamptz - m.last_at <= interval '{RFM_RECENCY_DAYS[3]} days' THEN 2
-                ELSE 1 END AS r,
-           CASE WHEN m.f >= 6 THEN 5 WHEN m.f >= 4 THEN 4 ELSE m.f END AS f,
+           {rfm_r_sql("$1::timestamptz", "m.last_at")} AS r,
+           {rfm_f_sql("m.f")} AS f,
            ntile(5) OVER (ORDER BY m.revenue, m.member_id) AS m
     FROM per_member m
 )
 SELECT r::int AS r, f::int AS f,
-       CASE WHEN r >= 4 AND f >= 4 THEN '優良'
-            WHEN r >= 4 AND f = 1 THEN '新規'
-            WHEN r >= 4 THEN '育成'
-            WHEN r = 3 THEN '要注意'
-            WHEN r = 2 THEN '離脱予備'
-            ELSE '休眠' END AS segment,
+       {RFM_SEGMENT_SQL} AS segment,
        count(*)::int AS members,
        sum(revenue)::bigint AS revenue,
        round(avg(revenue))::bigint AS avg_revenue,
@@ -79,12 +110,7 @@ CPM_SQL = f"""
 {_PER_MEMBER}
 classified AS (
     SELECT m.member_id, m.revenue,
-           CASE WHEN m.f = 1 THEN '初回'
-                WHEN m.last_at - m.first_at < interval '{CPM_TENURE_DAYS} days'
-                    THEN CASE WHEN m.revenue >= {CPM_REVENUE_YEN} THEN '流行' ELSE 'よちよち' END
-                ELSE CASE WHEN m.revenue >= {CPM_REVENUE_YEN} THEN '優良' ELSE 'コツコツ' END
-           END
-           || CASE WHEN $1::timestamptz - m.last_at > interval '{CPM_ACTIVE_DAYS} days' THEN '離脱客' ELSE '客' END
+           {cpm_segment_sql("$1::timestamptz", "m.")}
            AS segment
     FROM per_member m
 ),

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from starter.reports.segments import CPM_ACTIVE_DAYS, CPM_REVENUE_YEN, CPM_TENURE_DAYS, RFM_RECENCY_DAYS
+from starter.reports.segments import RFM_SEGMENT_SQL, buyers_sql, cpm_segment_sql, rfm_f_sql, rfm_r_sql
 from workflows.segments import Range, Segment
 
 
@@ -53,39 +53,10 @@ class _Query:
             self.where(f"{column} <= {self.param(bounds.max, 'bigint')}")
 
 
-# Buyers as of the moment, from the orders they had placed by then: the reports' own picture.
-_BUYERS = """buyers AS (
-    SELECT member_id,
-           count(*) FILTER (WHERE is_main)        AS f,
-           min(placed_at) FILTER (WHERE is_main)  AS first_at,
-           max(placed_at) FILTER (WHERE is_main)  AS last_at,
-           sum(revenue)                           AS revenue
-    FROM orders
-    WHERE NOT cancelled AND NOT is_sample AND placed_at <= {at}
-    GROUP BY member_id
-    HAVING count(*) FILTER (WHERE is_main) > 0
-)"""
-
+# Buyers as of the moment, ranked and classed by the reports' own rules (starter.reports.segments).
 _RFM = """rfm AS (
-    SELECT member_id, r, f,
-           CASE WHEN r >= 4 AND f >= 4 THEN '優良' WHEN r >= 4 AND f = 1 THEN '新規'
-                WHEN r >= 4 THEN '育成' WHEN r = 3 THEN '要注意' WHEN r = 2 THEN '離脱予備'
-                ELSE '休眠' END AS segment
-    FROM (SELECT member_id,
-                 CASE {recency} ELSE 1 END AS r,
-                 CASE WHEN f >= 6 THEN 5 WHEN f >= 4 THEN 4 ELSE f END AS f
-          FROM buyers) scored
-)"""
-
-_CPM = f"""cpm AS (
-    SELECT member_id,
-           CASE WHEN f = 1 THEN '初回'
-                WHEN last_at - first_at < interval '{CPM_TENURE_DAYS} days'
-                    THEN CASE WHEN revenue >= {CPM_REVENUE_YEN} THEN '流行' ELSE 'よちよち' END
-                ELSE CASE WHEN revenue >= {CPM_REVENUE_YEN} THEN '優良' ELSE 'コツコツ' END END
-           || CASE WHEN {{at}} - last_at > interval '{CPM_ACTIVE_DAYS} days' THEN '離脱客' ELSE '客' END
-           AS segment
-    FROM buyers
+    SELECT member_id, r, f, {segment} AS segment
+    FROM (SELECT member_id, {r} AS r, {f} AS f FROM buyers) scored
 )"""
 
 # A SKU is bought when a non-cancelled order has a line of it, whatever the line's role
@@ -111,16 +82,14 @@ def compile_segment(segment: Segment, as_of: datetime) -> _Query:
     if segment.never_bought:
         q.where("NOT " + _BOUGHT.format(skus=q.param(list(segment.never_bought), "text[]")))
     if segment.rfm or segment.cpm:
-        q.ctes["buyers"] = _BUYERS.format(at=q.at)
+        q.ctes["buyers"] = f"buyers AS (\n    {buyers_sql(q.at)}\n)"
     if segment.rfm:
-        recency = " ".join(f"WHEN {q.at} - last_at <= interval '{days} days' THEN {5 - i}"
-                           for i, days in enumerate(RFM_RECENCY_DAYS))
-        q.ctes["rfm"] = _RFM.format(recency=recency)
+        q.ctes["rfm"] = _RFM.format(segment=RFM_SEGMENT_SQL, r=rfm_r_sql(q.at), f=rfm_f_sql())
         names = q.param(list(segment.rfm), "text[]")
         q.where(f"m.member_id IN (SELECT member_id FROM rfm WHERE segment = ANY({names})"
                 f" OR 'R' || r || 'F' || f = ANY({names}))")
     if segment.cpm:
-        q.ctes["cpm"] = _CPM.format(at=q.at)
+        q.ctes["cpm"] = f"cpm AS (\n    SELECT member_id, {cpm_segment_sql(q.at)} AS segment\n    FROM buyers\n)"
         q.where(f"m.member_id IN (SELECT member_id FROM cpm WHERE segment = ANY({q.param(list(segment.cpm), 'text[]')}))")
     for name in ("reachable", "consented", "contactable"):
         channels = getattr(segment, name)
