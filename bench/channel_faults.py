@@ -35,7 +35,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from temporalio.client import Client
@@ -397,9 +396,7 @@ async def main(members: int, outage: float) -> int:
     stack = Stack()
     try:
         pool = await stack.database("channel_faults")
-        # The worker process connects itself: the embedded server's address with this database.
-        name = await pool.fetchval("SELECT current_database()")
-        url = urlunsplit(urlsplit(stack._postgres.database_url)._replace(path=f"/{name}"))  # noqa: SLF001
+        url = stack.database_urls[pool]  # the worker process connects itself
         env = await stack.dev_server()
         result = await measure(pool, url, env.client, env.client.service_client.config.target_host, stack.home,
                                members=members, wave_size=max(20, members // 2), outage=outage,

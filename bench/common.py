@@ -69,6 +69,7 @@ class Stack:
         self._dev: WorkflowEnvironment | None = None
         self._lock = asyncio.Lock()
         self._pools: list[asyncpg.Pool] = []
+        self.database_urls: dict[asyncpg.Pool, str] = {}  # for a process of its own (a worker child)
 
     async def database(self, label: str) -> asyncpg.Pool:
         """A fresh, migrated database on the embedded PostgreSQL (started once)."""
@@ -88,6 +89,7 @@ class Stack:
         pool = await db.create_pool(_with_database(url, name), max_size=10)
         await db.migrate(pool)
         self._pools.append(pool)
+        self.database_urls[pool] = _with_database(url, name)
         return pool
 
     async def dev_server(self) -> WorkflowEnvironment:

@@ -16,9 +16,10 @@ import logging
 import secrets
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import asyncpg
 import structlog
 import uvicorn
 from fastapi import FastAPI
@@ -86,12 +87,16 @@ async def serving(app: FastAPI, forwarder: Forwarder | None, host: str, port: in
 
 
 @contextlib.asynccontextmanager
-async def ingress(settings: Settings, host: str, port: int, *, insecure: bool = False) -> AsyncIterator[str]:
-    """The whole ingress on ``settings``: a client, a (migrated) pool, the forwarder and the app; yields the URL."""
+async def ingress(settings: Settings, host: str, port: int, *, insecure: bool = False,
+                  extend: Callable[[FastAPI, asyncpg.Pool], None] | None = None) -> AsyncIterator[str]:
+    """The whole ingress on ``settings``: a client, a (migrated) pool, the forwarder and the app; yields the URL.
+    ``extend`` adds routes on the same app and pool (``goldenroute dev``'s page of what members received)."""
     client = await connect(settings)
     async with database(settings) as pool:
         forwarder = Forwarder(pool, client, settings.task_queue)
         app = create_app(settings, pool, forwarder, client, insecure=insecure)
+        if extend is not None:
+            extend(app, pool)
         async with serving(app, forwarder, host, port) as url:
             yield url
 

@@ -327,21 +327,12 @@ class DevStack:
         Signed like production: with no GOLDENROUTE_INGRESS_SECRETS, a secret for source
         ``dev`` is generated once into GOLDENROUTE_HOME and returned for the banner.
         """
-        from starter.ingress.forwarder import Forwarder
-        from starter.ingress.http import create_app
         from starter.received_page import PATH, mount_received
-        from starter.serve import DEV_SOURCE, dev_loopback, dev_secret, serving
-        from worker.client import connect
-        from worker.main import database
+        from starter.serve import DEV_SOURCE, dev_loopback, dev_secret, ingress
 
         settings, secret = dev_secret(dev_loopback(self.settings))
-        # starter.serve.ingress, plus the dev page on the same app and pool.
-        client = await connect(settings)
-        pool = await self._exit_stack.enter_async_context(database(settings))
-        forwarder = Forwarder(pool, client, settings.task_queue)
-        app = create_app(settings, pool, forwarder, client)
-        mount_received(app, pool, channels)
-        url = await self._exit_stack.enter_async_context(serving(app, forwarder, "127.0.0.1", settings.ingress_port))
+        url = await self._exit_stack.enter_async_context(ingress(
+            settings, "127.0.0.1", settings.ingress_port, extend=lambda app, pool: mount_received(app, pool, channels)))
         log.info("devstack.ingress", url=url, received=url + PATH)
         # The worker links unsubscribes to this ingress, signed with the same secret.
         self.loopback = {"public_base_url": self.settings.public_base_url or url,
