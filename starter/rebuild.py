@@ -19,7 +19,7 @@ import structlog
 from workflows.events import InvalidEvent, MemberEvent, parse_event
 from workflows.lifecycle import MemberState, advance_clock, apply, new_member
 from workflows.policy import PolicyConfig, settle
-from workflows.scenarios import record
+from workflows.ledger import record
 from workflows.projection import MemberSnapshot, snapshot
 from workflows.touches import TouchRecord
 

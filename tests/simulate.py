@@ -15,7 +15,7 @@ from workflows.lifecycle import MemberState, advance_clock, apply, new_member
 from workflows.messages import MemberInput
 from workflows.policy import PolicyConfig, Transition, as_rules, planned_dues, settle
 from workflows.rules import Rules
-from workflows.scenarios import record
+from workflows.ledger import record
 from workflows.versions import VersionBook, choose
 from workflows.touches import PlannedTouch, TouchRecord
 

@@ -42,7 +42,7 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=20)
 PURE_CORE = (
     "workflows.events", "workflows.lifecycle", "workflows.touches", "workflows.scenarios",
     "workflows.policy", "workflows.messages", "workflows.search", "workflows.entries",
-    "workflows.projection", "workflows.facts", "workflows.rules", "workflows.shop",
+    "workflows.projection", "workflows.facts", "workflows.rules", "workflows.shop", "workflows.ledger",
     # The configuration book a worker refreshes must be the one its workflows read.
     "workflows.versions", "activities",
 )

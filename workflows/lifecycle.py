@@ -84,7 +84,7 @@ class MemberState(BaseModel):
     erased_at: datetime | None = None
     # The touch ledger: every outcome the scenarios may still ask about (the keys of each
     # entry that can still be derived) and the recent ones; the full timeline is in
-    # PostgreSQL's touches table. Kept by ``scenarios.record``.
+    # PostgreSQL's touches table. Kept by ``ledger.record``.
     touches: tuple[TouchRecord, ...] = ()
 
     # --- derived -----------------------------------------------------------------
@@ -188,7 +188,7 @@ def advance_clock(state: MemberState, now: datetime) -> MemberState:
 
 def record_touches(state: MemberState, records: list[TouchRecord]) -> MemberState:
     """Add touch outcomes keeping the newest MAX_TOUCHES: the first release's ledger, for members
-    whose run started before ``scenarios.record`` replaced it."""
+    whose run started before ``ledger.record`` replaced it."""
     if not records:
         return state
     return state.model_copy(update={"touches": (state.touches + tuple(records))[-MAX_TOUCHES:]})

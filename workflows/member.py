@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
     from activities.projection import ProjectionActivities
     from activities.restore import RestoreActivities
-    from workflows import lifecycle, policy, scenarios, search, versions
+    from workflows import ledger, lifecycle, policy, search, versions
     from workflows.events import Channel, MemberEvent, MemberRegistered
     from workflows.lifecycle import MemberState, Stage
     from workflows.messages import (
@@ -199,12 +199,12 @@ class MemberWorkflow:
         for event in restored.events:
             if self._refusal(event) is None:
                 state = lifecycle.apply(state, event, loyalty)
-        self._state = scenarios.record(state, list(restored.touches), self._rules)
+        self._state = ledger.record(state, list(restored.touches), self._rules)
         self._projection.events_seen = max(self._projection.events_seen, restored.last_seq)
 
     def _record(self, records: list[TouchRecord]) -> None:
         if self._exact:
-            self._state = scenarios.record(self._state, records, self._rules)
+            self._state = ledger.record(self._state, records, self._rules)
         else:
             self._state = lifecycle.record_touches(self._state, records)
 

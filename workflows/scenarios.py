@@ -22,7 +22,7 @@ from workflows.entries import Entry
 from workflows.events import Channel
 from workflows.lifecycle import MemberState, Stage
 from workflows.rules import DEFAULT_RULES, Rules, StepTiming
-from workflows.touches import PlannedTouch, TouchRecord, touch_key
+from workflows.touches import PlannedTouch, touch_key
 
 
 class Scenario(StrEnum):
@@ -285,31 +285,3 @@ def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = ti
                     priority=PRIORITY[template.scenario],
                 ))
     return sorted(planned, key=lambda t: (t.due_at, t.priority, t.key))
-
-
-# The touch ledger keeps every outcome of an entry that can still be derived (so no
-# step is ever decided twice) and, beyond those, the outcomes of the last RECENT days:
-# an entry that stops being derived (its order cancelled) may come back within them.
-RECENT = timedelta(days=180)
-MAX_LEDGER = 400  # a safety bound far above what the rules above keep
-# Scenarios whose entries the shop's configuration decides (S08's N回目 and spacing): a change
-# can make an old entry derivable again, so their outcomes (one per 180 days) are kept.
-RULED_ENTRIES = frozenset({Scenario.S08_LOYALTY.value})
-
-
-def entered_occurrences(state: MemberState, rules: Rules = DEFAULT_RULES) -> set[tuple[str, str]]:
-    """(scenario, occurrence) of every entry the member's facts still derive."""
-    return {(t.scenario.value, e.occurrence) for t in TEMPLATES for e in t.entries(state, rules)}
-
-
-def record(state: MemberState, records: list[TouchRecord], rules: Rules = DEFAULT_RULES) -> MemberState:
-    """Add touch outcomes to the ledger and let go of those no rule can ask about again."""
-    if not records:
-        return state
-    live = entered_occurrences(state, rules)
-    now = state.as_of or max(r.decided_at for r in records)
-    kept = tuple(
-        r for r in (*state.touches, *records)
-        if (r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT or r.scenario in RULED_ENTRIES
-    )
-    return state.model_copy(update={"touches": kept[-MAX_LEDGER:]})

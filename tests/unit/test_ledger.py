@@ -19,7 +19,7 @@ from tests.factories import JST, days, event, jst, order, registered, shipped
 from tests.simulate import simulate, simulate_arrivals
 from workflows.lifecycle import MAX_HELD, MAX_ORDERS
 from workflows.policy import PolicyConfig
-from workflows.scenarios import MAX_LEDGER
+from workflows.ledger import MAX_LEDGER
 from workflows.touches import Outcome
 
 M = "m-long"
