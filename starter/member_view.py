@@ -55,6 +55,7 @@ SALIENT: dict[str, tuple[str, ...]] = {
     "churn_signal": ("signal",),
     "consent_changed": ("channel", "granted"),
     "member_erased": (),
+    "broadcast_requested": ("broadcast", "run", "template", "channel"),
 }
 LINE_FIELDS = ("sku", "role", "quantity", "days_supply")
 

@@ -25,6 +25,8 @@ def local_time(moment: datetime) -> str:
 
 def scenario_name(scenario: str) -> str:
     """The scenario's Japanese name (``サンプル→本品引上``), or "" for an id the engine does not know."""
+    if scenario == "BC":
+        return "一斉配信"
     try:
         return BY_SCENARIO[Scenario(scenario)].name_ja
     except ValueError:

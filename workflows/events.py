@@ -236,6 +236,26 @@ class MemberErased(_Event):
     type: Literal["member_erased"]
 
 
+BroadcastName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
+RunId = Annotated[str, Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z_.:-]{0,47}$")]
+
+
+class BroadcastRequested(_Event):
+    """goldenroute's own event, written by a broadcast (``workflows.broadcast``), not by a
+    cart: one member's share of a run of a broadcast (the weekly メルマガ, a campaign).
+    The member's own workflow decides the touch under its own policy (SPEC §5), at the
+    lowest priority. The event id is ``bc:{broadcast}:{run}:{member_id}``: a run reaches
+    a member once however often a crashed page is accepted again."""
+
+    type: Literal["broadcast_requested"]
+    broadcast: BroadcastName
+    run: RunId
+    template: BroadcastName
+    # The channel the copy is written for; None: routed like any scenario's step.
+    channel: Literal["email", "line", "sms", "push", "dm"] | None = None
+    holdout_percent: Annotated[int, Field(ge=0, le=50)] | None = None  # None: the policy's
+
+
 MemberEvent = Annotated[
     Union[
         MemberRegistered,
@@ -251,6 +271,7 @@ MemberEvent = Annotated[
         ChurnSignal,
         ConsentChanged,
         MemberErased,
+        BroadcastRequested,
     ],
     Field(discriminator="type"),
 ]

@@ -102,6 +102,22 @@ class Chain(_Fact):
         )
 
 
+class BroadcastFact(_Fact):
+    """A run of a broadcast that reached the member (``broadcast_requested``), keyed by
+    (broadcast, run): a duplicate is the same fact."""
+
+    broadcast: str
+    run: str
+    at: datetime
+    template: str
+    channel: Channel | None = None
+    holdout_percent: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.broadcast, self.run)
+
+
 class ArchivedOrders(_Fact):
     """What the rules still need of the orders no longer kept in full."""
 

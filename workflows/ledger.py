@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from workflows import broadcasts
 from workflows.lifecycle import MemberState
 from workflows.rules import DEFAULT_RULES, Rules
 from workflows.scenarios import TEMPLATES, Scenario
@@ -34,9 +35,15 @@ def record(state: MemberState, records: list[TouchRecord], rules: Rules = DEFAUL
     if not records:
         return state
     live = entered_occurrences(state, rules)
+    runs = {(b.broadcast, b.run) for b in state.live_broadcasts()}
     now = state.as_of or max(r.decided_at for r in records)
-    kept = tuple(
-        r for r in (*state.touches, *records)
-        if (r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT or r.scenario in RULED_ENTRIES
-    )
+
+    def keeps(r: TouchRecord) -> bool:
+        if broadcasts.is_broadcast(r.scenario):
+            # A broadcast's outcome goes with its run (lifecycle.BROADCAST_KEEP): a newsletter
+            # a week for years must not fill the ledger.
+            return (r.step, r.occurrence) in runs
+        return (r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT or r.scenario in RULED_ENTRIES
+
+    kept = tuple(r for r in (*state.touches, *records) if keeps(r))
     return state.model_copy(update={"touches": kept[-MAX_LEDGER:]})

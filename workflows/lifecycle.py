@@ -26,6 +26,7 @@ from workflows.events import Channel
 from workflows.facts import (
     MAX_INTERVALS,
     ArchivedOrders,
+    BroadcastFact,
     Chain,
     ChurnSign,
     IntervalChange,
@@ -48,6 +49,10 @@ MAX_ORDERS = 24
 MAX_HELD = 24
 MAX_SIGNS = 12
 MAX_TOUCHES = 100  # the first release's ledger (record_touches)
+# A broadcast's run is kept (and its touch's outcome with it, ``ledger``) this long after it
+# was requested; a duplicate of an older one changes nothing. At most MAX_BROADCASTS are kept.
+BROADCAST_KEEP = timedelta(days=90)
+MAX_BROADCASTS = 64
 # "Not again within N days" (seed): S08 once per 180 days, S09 not within 90, S12 not within 30.
 LOYALTY_EVERY = timedelta(days=180)
 CROSS_SELL_EVERY = timedelta(days=90)
@@ -81,6 +86,7 @@ class MemberState(BaseModel):
     subscriptions: dict[str, Subscription] = {}
     churn_signals: tuple[ChurnSign, ...] = ()  # oldest first; older ones folded into chains[S12]
     chains: dict[str, Chain] = {}  # S08, S09, S12: the spacing of what is no longer kept
+    broadcasts: tuple[BroadcastFact, ...] = ()  # the runs of the last BROADCAST_KEEP, oldest first
     erased_at: datetime | None = None
     # The touch ledger: every outcome the scenarios may still ask about (the keys of each
     # entry that can still be derived) and the recent ones; the full timeline is in
@@ -121,6 +127,12 @@ class MemberState(BaseModel):
 
     def chain(self, scenario: str) -> Chain:
         return self.chains.get(scenario) or Chain()
+
+    def live_broadcasts(self) -> tuple[BroadcastFact, ...]:
+        """The broadcast runs a rule may still ask about: those of the last BROADCAST_KEEP."""
+        if self.as_of is None:
+            return self.broadcasts
+        return tuple(b for b in self.broadcasts if b.at >= self.as_of - BROADCAST_KEEP)
 
     def churn_signs(self) -> list[ChurnSign]:
         """Every churn sign not yet folded: signals and interval lengthenings, oldest first."""
@@ -204,10 +216,9 @@ def apply(state: MemberState, event: ev.MemberEvent,
     if state.erased_at is not None:
         return state
     at = event.occurred_at
-    update: dict = {
-        "first_seen_at": _earliest(state.first_seen_at, at),
-        "as_of": _latest(state.as_of, at),
-    }
+    update: dict = {"as_of": _latest(state.as_of, at)}
+    if not isinstance(event, ev.BroadcastRequested):  # a broadcast is not the member's doing
+        update["first_seen_at"] = _earliest(state.first_seen_at, at)
     update.update(_FOLDS[type(event)](state, event))
     return _compact(state.model_copy(update=update), loyalty)
 
@@ -353,6 +364,14 @@ def _member_erased(state: MemberState, event: ev.MemberErased) -> dict:
     return {"erased_at": event.occurred_at}
 
 
+def _broadcast_requested(state: MemberState, event: ev.BroadcastRequested) -> dict:
+    fact = BroadcastFact(broadcast=event.broadcast, run=event.run, at=event.occurred_at,
+                         template=event.template, channel=event.channel, holdout_percent=event.holdout_percent)
+    if any(b.key == fact.key for b in state.broadcasts):
+        return {}
+    return {"broadcasts": tuple(sorted((*state.broadcasts, fact), key=lambda b: (b.at, b.key)))}
+
+
 _FOLDS = {
     ev.MemberRegistered: _member_registered,
     ev.ConsentChanged: _consent_changed,
@@ -367,6 +386,7 @@ _FOLDS = {
     ev.SubscriptionIntervalChanged: _subscription_interval_changed,
     ev.ChurnSignal: _churn_signal,
     ev.MemberErased: _member_erased,
+    ev.BroadcastRequested: _broadcast_requested,
 }
 
 
@@ -374,7 +394,15 @@ _FOLDS = {
 
 
 def _compact(state: MemberState, loyalty: tuple[int, timedelta] = (4, LOYALTY_EVERY)) -> MemberState:
-    return _compact_signs(_compact_orders(state, loyalty))
+    return _compact_broadcasts(_compact_signs(_compact_orders(state, loyalty)))
+
+
+def _compact_broadcasts(state: MemberState) -> MemberState:
+    """Let go of broadcast runs older than BROADCAST_KEEP (their touches were decided long ago)."""
+    if not state.broadcasts:
+        return state
+    kept = state.live_broadcasts()[-MAX_BROADCASTS:]
+    return state if kept == state.broadcasts else state.model_copy(update={"broadcasts": kept})
 
 
 def _compact_orders(state: MemberState, loyalty: tuple[int, timedelta]) -> MemberState:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from workflows import broadcasts
 from workflows.events import Channel
 from workflows.lifecycle import MemberState, SubscriptionStatus
 from workflows.rules import QUIET_CHANNELS, PolicyConfig, Rules
@@ -62,8 +63,20 @@ def in_holdout(member_id: str, scenario: str, config: Rules | PolicyConfig) -> b
     return bucket(member_id, scenario, "holdout") < as_rules(config).holdout_percent(scenario)
 
 
+def holdout_of(member_id: str, touch: PlannedTouch, config: Rules | PolicyConfig) -> int | None:
+    """The holdout share the touch was held out under, if the member is in it. A broadcast
+    holds out its own stable share of members (the same ones at every run)."""
+    rules = as_rules(config)
+    if broadcasts.is_broadcast(touch.scenario):
+        percent = broadcasts.holdout_percent(touch, rules.policy.holdout_percent)
+        return percent if bucket(member_id, f"{touch.scenario}:{touch.step}", "holdout") < percent else None
+    return rules.holdout_percent(touch.scenario) if in_holdout(member_id, touch.scenario, rules) else None
+
+
 def variant_of(member_id: str, scenario: str, config: Rules | PolicyConfig | None = None) -> str | None:
     """The member's variant: a stable bucket, split by the configured weights."""
+    if broadcasts.is_broadcast(scenario):
+        return None
     weighted = as_rules(config or Rules()).variants(scenario, BY_SCENARIO[Scenario(scenario)].variants)
     if not weighted:
         return None
@@ -136,8 +149,8 @@ def decide(state: MemberState, touch: PlannedTouch, now: datetime, sent: list[da
     overdue = now - max(touch.due_at, due_from or touch.due_at)
     if overdue > policy.late_after:
         return Decision(Outcome.EXPIRED, f"late:{overdue.days}d_overdue")
-    if in_holdout(state.member_id, touch.scenario, rules):
-        return Decision(Outcome.HOLDOUT, f"holdout:{rules.holdout_percent(touch.scenario)}%")
+    if (held := holdout_of(state.member_id, touch, rules)) is not None:
+        return Decision(Outcome.HOLDOUT, f"holdout:{held}%")
     variant = variant_of(state.member_id, touch.scenario, rules)
     cover = covered_by(state, touch, decided)
     if cover:

@@ -17,6 +17,7 @@ from fractions import Fraction
 from typing import Callable, Literal
 from zoneinfo import ZoneInfo
 
+from workflows import broadcasts
 from workflows import entries as entered
 from workflows.entries import Entry
 from workflows.events import Channel
@@ -248,7 +249,7 @@ PRIORITY = {
 
 
 def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = timedelta(0)) -> list[PlannedTouch]:
-    """Every touch the scenarios call for that has no outcome yet, earliest first.
+    """Every touch the scenarios (and the broadcast runs) call for that has no outcome yet, earliest first.
 
     A step the shop switched off is not planned; a step it moved is timed its way.
     A touch whose scenario exited before it was due comes back with
@@ -284,4 +285,5 @@ def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = ti
                     upsell=step.upsell, context=entry.context, cancelled_reason=cancelled,
                     priority=PRIORITY[template.scenario],
                 ))
+    planned += broadcasts.plan(state, done)
     return sorted(planned, key=lambda t: (t.due_at, t.priority, t.key))

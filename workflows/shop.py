@@ -19,7 +19,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, field_validator, model_validator
 
-from workflows.events import MAX_SUPPLY_DAYS, Channel, LineRole
+from workflows.events import MAX_SUPPLY_DAYS, BroadcastName, Channel, LineRole
 from workflows.rules import QUIET_CHANNELS, PolicyConfig, Rules, ScenarioRules
 from workflows.scenarios import BY_SCENARIO, Scenario
 from workflows.segments import Segment, SegmentName, segment_problems
@@ -184,6 +184,44 @@ class Templates(_Config):
 
 
 Sku = Annotated[str, Field(min_length=1, max_length=128)]
+BroadcastChannel = Annotated[Channel, Field(description="email, line, sms, push or dm")]
+
+
+class Broadcast(_Config):
+    """A template sent to a segment (メルマガ, a campaign, the monthly DM), once
+    (`goldenroute broadcast send NAME`) or on a schedule (a Temporal Schedule).
+
+    Each member's touch is decided by the member's own workflow (``workflows.broadcasts``):
+    consent, routing, quiet hours, the frequency cap at the lowest priority, and this
+    broadcast's own holdout.
+    """
+
+    description: str = Field(min_length=1, max_length=300)
+    segment: SegmentName  # of [segments] in this file, or one saved in PostgreSQL
+    # The copy: <templates.directory>/BC/<template>[.<channel>].j2; the broadcast's name if left out.
+    template: BroadcastName | None = None
+    channel: BroadcastChannel | None = None  # None: routed like any scenario step
+    holdout_percent: int | None = Field(None, ge=0, le=50)  # None: the policy's
+    # Recurring: a cron expression in the shop's timezone ("0 10 * * MON": Mondays at 10:00).
+    schedule: str | None = Field(None, min_length=9, max_length=100)
+    rate_per_second: float = Field(50.0, gt=0, le=10_000)  # members accepted per second
+
+    @field_validator("channel")
+    @classmethod
+    def _marketing_channel(cls, value: Channel | None) -> Channel | None:
+        if value is not None and value not in (Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.PUSH, Channel.DM):
+            raise ValueError(f"{value.value!r} is not a channel a broadcast can use (email, line, sms, push, dm)")
+        return value
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"{value!r} is not a cron expression of five fields such as \"0 10 * * MON\"")
+        return value
+
+    def template_name(self, name: str) -> str:
+        return self.template or name
 
 
 class ShopConfig(_Config):
@@ -196,6 +234,8 @@ class ShopConfig(_Config):
     templates: Templates = Templates()
     # Named selections of members (workflows.segments): `goldenroute segment show NAME`.
     segments: dict[SegmentName, Segment] = {}
+    # Template sends to a segment, once or recurring: `goldenroute broadcast send NAME`.
+    broadcasts: dict[BroadcastName, Broadcast] = {}
 
     @model_validator(mode="after")
     def _consistent(self) -> "ShopConfig":
