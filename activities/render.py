@@ -5,39 +5,46 @@ fills in named blocks (``subject``, ``short``, ``lead``, ``body``, ``link``,
 ``insert_code``); the channel's layout, ``templates/_layouts/<channel>.j2``, decides
 which of them it prints and how. The first of these that exists is used:
 ``<step>.<variant>.<channel>.j2``, ``<step>.<variant>.j2`` (the touch's variant, if it
-has one), ``<step>.<channel>.j2``, ``<step>.j2``. A shop's own templates (relative
-path → Jinja source) override the built-in ones of the same name, layouts and parts
-included; what they may say about the shop and its products comes from one version
-of its configuration (``activities.message_context``), the example shop when none
-has been applied.
+has one), ``<step>.<channel>.j2``, ``<step>.j2``. A broadcast's touch (scenario ``BC``,
+step = the broadcast's name) looks up its template the same way, by the template's
+name and without variants: ``BC/<template>.<channel>.j2``, ``BC/<template>.j2``. A
+shop's own templates (relative path → Jinja source) override the built-in ones of the
+same name, layouts and parts included; what they may say about the shop and its
+products comes from one version of its configuration (``activities.message_context``),
+the example shop when none has been applied.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from itertools import product
 
 from jinja2 import Environment, Template, TemplateError, TemplatesNotFound
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from activities.contacts import CHANNEL_OF_FIELD
 from activities.example_shop import EXAMPLE_SHOP
 from activities.message_context import UnknownTimezone, product_variables, shop_variables
 from activities.template_loader import environment, lookup_names, where_it_failed
-from workflows.events import Channel, Contact, LineRole
+from workflows.broadcasts import BROADCAST, is_broadcast
+from workflows.events import BroadcastName, Channel, Contact, LineRole
 from workflows.messages import DeliveryRequest
 from workflows.policy import OFFLINE_ROUTE, ONLINE_ROUTE
 from workflows.scenarios import BY_SCENARIO, TEMPLATES, Scenario, Step
 from workflows.scenarios import Template as ScenarioTemplate
-from workflows.shop import ShopConfig
+from workflows.shop import Broadcast, ShopConfig
 from workflows.touches import Outcome
 
 # Routed steps go wherever the policy may route; the others only to their own channel.
 ROUTED_CHANNELS: tuple[Channel, ...] = tuple(dict.fromkeys(ONLINE_ROUTE + OFFLINE_ROUTE))
 RECIPIENT_FIELD = {channel: field for field, channel in CHANNEL_OF_FIELD.items()}
 SMS_LENGTH = 70  # one SMS of full-width characters; the gateway would split a longer one
+# The channels a broadcast may name (workflows.shop.Broadcast.channel); one left out goes where routing says.
+BROADCAST_CHANNELS: tuple[Channel, ...] = (Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.PUSH, Channel.DM)
+_BROADCAST_NAME = TypeAdapter(BroadcastName)
 
 
 class RenderedMessage(BaseModel):
@@ -88,14 +95,13 @@ def render(request: DeliveryRequest, contact: Contact | None, shop: ShopConfig |
         urls = shop.shop.urls.model_copy(update={"unsubscribe": unsubscribe_url})
         shop = shop.model_copy(update={"shop": shop.shop.model_copy(update={"urls": urls})})
     channel = request.channel
-    template, step = _template_and_step(request)
-    if channel is None or channel not in channels_of(step):
-        raise NoTemplate(request, channel, f"the step goes out only on {[c.value for c in channels_of(step)]}")
-    variants = [v for v, _ in shop.rules().variants(request.scenario, template.variants)]
-    if variants and request.variant not in variants:
-        raise NoTemplate(request, channel, f"variant {request.variant!r} is not one of {variants}")
+    copy = _copy(request, shop)
+    if channel is None or channel not in copy.channels:
+        raise NoTemplate(request, channel, f"the {copy.kind} goes out only on {[c.value for c in copy.channels]}")
+    if copy.variants and request.variant not in copy.variants:
+        raise NoTemplate(request, channel, f"variant {request.variant!r} is not one of {list(copy.variants)}")
     recipient = _recipient(request, channel, contact)
-    page = _page(request, channel, environment(templates))
+    page = _page(request, channel, environment(templates), copy.name)
     try:
         variables = _variables(request, channel, recipient, shop)
         body = _tidy(page.render(variables))
@@ -129,6 +135,31 @@ def _require_sender_fields(request: DeliveryRequest, body: str, shop: ShopConfig
                              template)
 
 
+@dataclass(frozen=True)
+class _Copy:
+    """What a touch's message is looked up by (``<scenario>/<name>[.<variant>][.<channel>].j2``),
+    and where it may go."""
+
+    name: str  # a scenario's step, or a broadcast's template
+    channels: tuple[Channel, ...]
+    variants: tuple[str, ...] = ()
+    kind: str = "step"
+
+
+def _copy(request: DeliveryRequest, shop: ShopConfig) -> _Copy:
+    if is_broadcast(request.scenario):
+        # The broadcast's own template, else the one named like the broadcast (workflows.broadcasts).
+        name = request.context.get("template") or request.step
+        try:
+            _BROADCAST_NAME.validate_python(name)
+        except ValidationError:
+            raise NoTemplate(request, request.channel, f"{name!r} is not a broadcast template's name") from None
+        return _Copy(name, BROADCAST_CHANNELS, kind="broadcast")
+    template, step = _template_and_step(request)
+    variants = tuple(v for v, _ in shop.rules().variants(request.scenario, template.variants))
+    return _Copy(step.name, channels_of(step), variants)
+
+
 def _template_and_step(request: DeliveryRequest) -> tuple[ScenarioTemplate, Step]:
     try:
         template = BY_SCENARIO[Scenario(request.scenario)]
@@ -150,8 +181,8 @@ def _recipient(request: DeliveryRequest, channel: Channel, contact: Contact | No
     return address
 
 
-def _page(request: DeliveryRequest, channel: Channel, env: Environment) -> Template:
-    names = lookup_names(request.scenario, request.step, channel, request.variant)
+def _page(request: DeliveryRequest, channel: Channel, env: Environment, name: str) -> Template:
+    names = lookup_names(request.scenario, name, channel, request.variant)
     try:
         return env.select_template(names)
     except TemplatesNotFound:
@@ -200,20 +231,31 @@ _CHECKED_AT = datetime(2026, 1, 5, 1, 0, tzinfo=timezone.utc)
 def check_templates(config: ShopConfig, templates: Mapping[str, str]) -> list[str]:
     """One line per message that would fail: every enabled step on every channel it can go to,
     for every variant, with each main product of the catalogue (a sample / trial for S01 / S02),
-    with and without the upsell block; then every shop template no step would ever look up."""
+    with and without the upsell block; every configured broadcast on its channel (or every
+    routed one), named by its key (``broadcasts.weekly_news.template: …``); then every shop
+    template no step or broadcast would ever look up."""
     problems: dict[str, None] = {}  # ordered, without repeats: one failure, one line
     for request in _every_touch(config):
-        try:
-            message = render(request, _EVERY_ADDRESS, config, templates)
-        except RenderError as error:
-            problems[_problem(request, error.template, error.problem, templates)] = None
-            continue
-        if message.channel is Channel.SMS and len(message.body) > SMS_LENGTH:
-            chosen = _page(request, Channel.SMS, environment(templates)).name
-            problems[_problem(request, chosen, f"the SMS is {len(message.body)} characters, more than {SMS_LENGTH}: "
-                              f"{message.body!r}", templates)] = None
+        if (problem := _render_problem(request, config, templates)) is not None:
+            problems[problem] = None
+    for name, broadcast in config.broadcasts.items():
+        for request in _broadcast_touches(name, broadcast):
+            if (problem := _render_problem(request, config, templates)) is not None:
+                problems[f"broadcasts.{name}.template: {problem}"] = None
     problems.update(dict.fromkeys(_never_looked_up(config, templates)))
     return list(problems)
+
+
+def _render_problem(request: DeliveryRequest, config: ShopConfig, templates: Mapping[str, str]) -> str | None:
+    try:
+        message = render(request, _EVERY_ADDRESS, config, templates)
+    except RenderError as error:
+        return _problem(request, error.template, error.problem, templates)
+    if message.channel is Channel.SMS and len(message.body) > SMS_LENGTH:
+        chosen = _page(request, Channel.SMS, environment(templates), _copy(request, config).name).name
+        return _problem(request, chosen, f"the SMS is {len(message.body)} characters, more than {SMS_LENGTH}: "
+                        f"{message.body!r}", templates)
+    return None
 
 
 def _problem(request: DeliveryRequest, chosen: str | None, problem: str, templates: Mapping[str, str]) -> str:
@@ -241,6 +283,21 @@ def _every_touch(config: ShopConfig) -> Iterator[DeliveryRequest]:
                 )
 
 
+def broadcast_channels(broadcast: Broadcast) -> tuple[Channel, ...]:
+    """Where a broadcast's touches may go: its own channel, else wherever routing may send them."""
+    return (broadcast.channel,) if broadcast.channel is not None else ROUTED_CHANNELS
+
+
+def _broadcast_touches(name: str, broadcast: Broadcast) -> Iterator[DeliveryRequest]:
+    """A touch of a run of the broadcast on each channel it may go to (workflows.broadcasts.plan)."""
+    for channel in broadcast_channels(broadcast):
+        yield DeliveryRequest(
+            member_id="m-check", key=f"m-check:{BROADCAST}:{name}:check", scenario=BROADCAST, step=name,
+            occurrence="check", channel=channel, outcome=Outcome.SENT, reason="check", due_at=_CHECKED_AT,
+            decided_at=_CHECKED_AT, context={"broadcast": name, "run": "check", "template": broadcast.template_name(name)},
+        )
+
+
 def _contexts(config: ShopConfig, scenario: str) -> list[dict[str, str]]:
     """The context a touch of ``scenario`` carries (workflows/entries.py), once per product."""
     if scenario == "S12":
@@ -264,13 +321,22 @@ def _purchase(sku: str) -> dict[str, str]:
 
 
 def _never_looked_up(config: ShopConfig, templates: Mapping[str, str]) -> list[str]:
-    """A shop template named for no step, channel or configured variant would silently never be used."""
+    """A shop template named for no step, channel or configured variant, or for no configured
+    broadcast on a channel it goes out on, would silently never be used."""
     rules = config.rules()
     looked_up = {
         name for t in TEMPLATES for s in t.steps for c in channels_of(s)
         for v in [*(v for v, _ in rules.variants(t.scenario.value, t.variants)), None]
         for name in lookup_names(t.scenario.value, s.name, c, v)
     }
-    return [f"{name}: no step looks this template up (<scenario>/<step>[.<variant>][.<channel>].j2, "
-            "with a variant the configuration names)"
-            for name in sorted(templates) if re.match(r"S\d\d/", name) and name not in looked_up]
+    broadcast = {
+        name for key, b in config.broadcasts.items() for c in broadcast_channels(b)
+        for name in lookup_names(BROADCAST, b.template_name(key), c, None)
+    }
+    unused = [f"{name}: no step looks this template up (<scenario>/<step>[.<variant>][.<channel>].j2, "
+              "with a variant the configuration names)"
+              for name in sorted(templates) if re.match(r"S\d\d/", name) and name not in looked_up]
+    unused += [f"{name}: no broadcast looks this template up (BC/<template>[.<channel>].j2, with the template "
+               "of a [broadcasts.NAME] — its name unless it names another — on a channel it goes out on)"
+               for name in sorted(templates) if name.startswith(f"{BROADCAST}/") and name not in broadcast]
+    return unused

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from worker.shop_problems import located
 from worker.toml_lines import key_lines, line_of
-from workflows.events import Channel
+from workflows.broadcasts import BROADCAST
+from workflows.events import BroadcastName, Channel
 from workflows.policy import OFFLINE_ROUTE, ONLINE_ROUTE
 from workflows.scenarios import BY_SCENARIO, Scenario
 from workflows.shop import ShopConfig
@@ -30,6 +31,7 @@ from workflows.shop import ShopConfig
 # Where a routed step may go (the delivery policy's routes); a step with its own channel goes only there.
 ROUTED_CHANNELS = tuple(dict.fromkeys(ONLINE_ROUTE + OFFLINE_ROUTE))
 _NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_BROADCAST_TEMPLATE = TypeAdapter(BroadcastName)
 
 
 class ShopConfigError(ValueError):
@@ -112,14 +114,18 @@ def _read_templates(config: ShopConfig, base_dir: Path, origin: str, line: int |
 
 def template_name_problem(name: str, config: ShopConfig) -> str | None:
     """Why ``name`` (relative to the templates directory) is not a template the renderer would
-    use, or None: ``<S01..S12>/<step>[.<variant>][.<channel>].j2``, ``_layouts/<channel>.j2``
-    or ``_parts/<name>.j2``. A misspelt name would otherwise be silently ignored."""
+    use, or None: ``<S01..S12>/<step>[.<variant>][.<channel>].j2``, ``BC/<template>[.<channel>].j2``
+    (a broadcast's copy), ``_layouts/<channel>.j2`` or ``_parts/<name>.j2``. A misspelt name
+    would otherwise be silently ignored."""
     folder, _, file = name.partition("/")
     stem = file.removesuffix(".j2")
-    shape = "expected <S01..S12>/<step>[.<variant>][.<channel>].j2, _layouts/<channel>.j2 or _parts/<name>.j2"
+    shape = ("expected <S01..S12>/<step>[.<variant>][.<channel>].j2, BC/<template>[.<channel>].j2, "
+             "_layouts/<channel>.j2 or _parts/<name>.j2")
     if not file or "/" in file or not stem:
         return shape
     channels = [c.value for c in Channel]
+    if folder == BROADCAST:
+        return _broadcast_template_problem(stem)
     if folder == "_layouts":
         return None if stem in channels else f"no channel {stem!r} for a layout (channels: {', '.join(channels)})"
     if folder == "_parts":
@@ -144,4 +150,22 @@ def template_name_problem(name: str, config: ShopConfig) -> str | None:
     allowed = [step.channel] if step.channel is not None else list(ROUTED_CHANNELS)
     if channel is not None and Channel(channel) not in allowed:
         return f"{folder}.{step.name} never goes out on {channel} (only on {', '.join(c.value for c in allowed)})"
+    return None
+
+
+def _broadcast_template_problem(stem: str) -> str | None:
+    """``BC/<template>[.<channel>].j2``: the template a [broadcasts.NAME] names (its name unless it
+    names another), for every channel or for one a broadcast can use."""
+    from activities.render import BROADCAST_CHANNELS
+
+    template, *rest = stem.split(".")
+    try:
+        _BROADCAST_TEMPLATE.validate_python(template)
+    except ValidationError:
+        return (f"{template!r} is not a broadcast template's name (a-z, 0-9 and _, starting with a letter, "
+                "as in [broadcasts.NAME] template); expected BC/<template>[.<channel>].j2")
+    allowed = [c.value for c in BROADCAST_CHANNELS]
+    if len(rest) > 1 or (rest and rest[0] not in allowed):
+        return (f"expected BC/<template>[.<channel>].j2: {'.'.join(rest)!r} is not a channel a broadcast "
+                f"can use ({', '.join(allowed)})")
     return None

@@ -91,9 +91,9 @@ def _shop(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-def test_the_example_shop_declares_three_segments():
+def test_the_example_shop_declares_its_segments():
     segments = load_shop_config(EXAMPLE).config.segments
-    assert list(segments) == ["dormant_soon", "teiki_no_nyusan", "weekly_mailmag"]
+    assert list(segments) == ["dormant_soon", "teiki_no_nyusan", "weekly_mailmag", "mailmag_email", "offline_lapsing"]
     assert segments["dormant_soon"].days_since_last_purchase.min == 60
     assert segments["teiki_no_nyusan"].never_bought == ("NYUSAN-30",)
 

@@ -57,7 +57,9 @@ def test_the_example_shop_loads_with_its_catalogue_policy_scenarios_and_template
     assert rules.policy.send_time.hour == 10 and rules.holdout_percent("S01") == 10
     assert rules.timing_of("S05", "member_benefits", 90).days == 30
     assert rules.timing_of("S11", "new_product", 30).days == 120
-    assert shop.templates.keys() == {"S06/upsell.line.j2"}
+    assert shop.templates.keys() == {"S06/upsell.line.j2", "BC/weekly_news.j2", "BC/monthly_dm.j2",
+                                     "BC/cross_campaign.j2", "BC/cross_campaign.line.j2"}
+    assert set(config.broadcasts) == {"weekly_news", "monthly_dm", "nyusan_trial"}
     assert "{% extends layout %}" in shop.templates["S06/upsell.line.j2"]
     assert re.fullmatch(r"[0-9a-f]{64}", shop.digest)
 
@@ -142,6 +144,10 @@ def test_a_missing_templates_directory_names_the_key(tmp_path: Path) -> None:
     ("S06/upsell.lin.j2", "S06 has no variant 'lin' (it has no variants; or 'lin' is not a channel"),
     ("S07/resume_call.email.j2", "S07.resume_call never goes out on email (only on call_center)"),
     ("_layouts/fax.j2", "no channel 'fax' for a layout"),
+    ("BC/Weekly-News.j2", "'Weekly-News' is not a broadcast template's name"),
+    ("BC/weekly_news.insert.j2", "expected BC/<template>[.<channel>].j2: 'insert' is not a channel a broadcast can use"),
+    ("BC/weekly_news.gift.email.j2", "expected BC/<template>[.<channel>].j2: 'gift.email' is not a channel"),
+    ("BC/deep/weekly_news.j2", "expected <S01..S12>/<step>[.<variant>][.<channel>].j2, BC/<template>[.<channel>].j2"),
     ("S13/upsell.j2", "expected <S01..S12>/<step>[.<variant>][.<channel>].j2"),
     ("S06/deep/upsell.j2", "expected <S01..S12>/<step>"),
     ("upsell.j2", "expected <S01..S12>/<step>"),
@@ -157,13 +163,15 @@ def test_a_template_file_the_renderer_would_not_use_is_named(tmp_path: Path, nam
 
 def test_template_names_the_renderer_uses_are_accepted(tmp_path: Path) -> None:
     path = shop_copy(tmp_path)
+    own = len(load_shop_config(path).templates)
     for name in ("S08/loyalty_offer.gift.j2", "S08/loyalty_offer.secret_sale.dm.j2", "S07/resume_call.call_center.j2",
-                 "S01/sample_insert.insert.j2", "_layouts/email.j2", "_parts/upsell.j2", "_parts/footer-jp.j2"):
+                 "S01/sample_insert.insert.j2", "_layouts/email.j2", "_parts/upsell.j2", "_parts/footer-jp.j2",
+                 "BC/spring_sale.j2", "BC/weekly_news.push.j2", "_layouts/push.j2"):
         file = tmp_path / "shop-templates" / name
         file.parent.mkdir(parents=True, exist_ok=True)
         file.write_text("x", encoding="utf-8")
     (tmp_path / "shop-templates" / "README.md").write_text("not a template", encoding="utf-8")
-    assert len(load_shop_config(path).templates) == 8
+    assert len(load_shop_config(path).templates) == own + 10
 
 
 def test_a_toml_syntax_error_keeps_the_line_and_column(tmp_path: Path) -> None:
