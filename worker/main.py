@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import db
+from activities.broadcast import BroadcastActivities
 from activities.contacts import ContactActivities
 from activities.delivery import DeliveryActivities
 from activities.projection import ProjectionActivities
@@ -27,6 +28,7 @@ from worker.metrics import serve_metrics
 from worker.senders import build_senders, unsubscribe_links
 from worker.settings import Settings
 from workflows import versions
+from workflows.broadcast import BroadcastWorkflow
 from workflows.member import NETWORK_CHANNELS, MemberWorkflow, channel_queue
 
 log = structlog.get_logger(__name__)
@@ -119,10 +121,14 @@ def build_worker(client: Client, pool: asyncpg.Pool | None, settings: Settings, 
     if activity_functions is None:
         assert pool is not None, "the production activities need a PostgreSQL pool"
         activity_functions = activities(pool, shops, senders, unsubscribe)
+    if pool is not None:  # a broadcast's runs: their pages signal the member workflows on this queue
+        broadcast = BroadcastActivities(pool, client, settings.task_queue)
+        activity_functions = [*activity_functions, broadcast.snapshot_audience, broadcast.request_page,
+                              broadcast.forward_rest, broadcast.close_run]
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[MemberWorkflow],
+        workflows=[MemberWorkflow, BroadcastWorkflow],
         activities=activity_functions,
         workflow_runner=WORKFLOW_RUNNER,
         max_cached_workflows=settings.max_cached_workflows,
