@@ -79,6 +79,7 @@ class Stack:
         async with self._lock:
             if self._postgres is None:
                 self._postgres = await asyncio.to_thread(start_embedded_postgres, self.home / "pgdata")
+                OUR_PGDATA.add(str((self.home / "pgdata").resolve()))
         url = self._postgres.database_url
         name = f"bench_{label}_{uuid.uuid4().hex[:6]}"
         admin = await asyncpg.connect(url)
@@ -176,22 +177,44 @@ async def stack_for(existing: Stack | None) -> AsyncIterator[Stack]:
 # --- CPU accounting --------------------------------------------------------------------
 
 
+# The data folders of the PostgreSQL servers this process's stacks started (the CPU meter counts
+# only those: the machine is shared, and another PostgreSQL or Temporal server is not ours).
+OUR_PGDATA: set[str] = set()
+
+
 class CpuMeter:
-    """CPU seconds used by this process, the Temporal server(s) and PostgreSQL between start and read."""
+    """CPU seconds used by this process, the Temporal server(s) and PostgreSQL between start and read.
+
+    Only this run's servers: a Temporal server that is a child of this process (the dev server,
+    the time-skipping servers) and PostgreSQL processes of a data folder in ``OUR_PGDATA`` (the
+    postmaster and its backends).
+    """
+
+    _ours: dict[int, bool] = {}  # pid → one of ours (decided once per process)
 
     def __init__(self) -> None:
         self._start = self._sample()
 
-    @staticmethod
-    def _kind(process: psutil.Process) -> str | None:
+    @classmethod
+    def _kind(cls, process: psutil.Process) -> str | None:
         if process.pid == os.getpid():
             return "python"
         name = process.info["name"] or ""
-        if name.startswith("temporal"):
-            return "temporal"
-        if name.startswith("postgres"):
-            return "postgres"
-        return None
+        kind = "temporal" if name.startswith("temporal") else "postgres" if name.startswith("postgres") else None
+        if kind is None:
+            return None
+        if process.pid not in cls._ours:
+            cls._ours[process.pid] = cls._is_ours(process, kind)
+        return kind if cls._ours[process.pid] else None
+
+    @staticmethod
+    def _is_ours(process: psutil.Process, kind: str) -> bool:
+        if kind == "temporal":
+            return any(parent.pid == os.getpid() for parent in process.parents())
+        for candidate in (process, process.parent()):  # the postmaster, or a backend's postmaster
+            if candidate is not None and any(d in " ".join(candidate.cmdline()) for d in OUR_PGDATA):
+                return True
+        return False
 
     def _sample(self) -> dict[int, tuple[str, float]]:
         found = {}
