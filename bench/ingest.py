@@ -10,9 +10,10 @@ every member's fourth order (its last event) — written by the workflows — so
 figure includes the workflow tasks, the activities and the database writes, not
 just the accepted signals.
 
-The same engine path is also timed through HTTP: ``goldenroute serve``'s app on a real
-socket (uvicorn), signed NDJSON batches of 200 events, four requests at a time, its
-forwarder beside it; and the cart CSV reader on a generated 100,000-row EC-CUBE export
+The same engine path is also timed through HTTP — the judged figure (issue 14: ingest
+"through the HTTP ingress"): ``goldenroute serve``'s app on a real socket (uvicorn), signed
+NDJSON batches of 200 events, four requests at a time, its forwarder beside it, in every
+round beside the direct path and the baseline; and the cart CSV reader on a generated 100,000-row EC-CUBE export
 (rows per second, no database).
 
 Baseline, same run, same server, same client code and concurrency: signal-with-start
@@ -47,7 +48,7 @@ from worker.settings import Settings
 from workflows.events import MemberEvent
 from workflows.member import workflow_id
 
-TARGET_RATIO = 0.7
+TARGET_RATIO = 0.8  # issue 14: judged through the HTTP ingress
 MEMBERS, QUICK_MEMBERS = 200, 20
 ROUNDS = 2
 WARM_UP_MEMBERS = 4
@@ -78,22 +79,27 @@ class Phase:
 class IngestResult:
     engine: Phase  # the best round
     baseline: Phase  # the best round
-    rounds: list[tuple[float, float]] = field(default_factory=list)  # (engine, baseline) ev/s, in order
-    http: Phase | None = None  # the engine path through POST /v1/events
+    rounds: list[tuple[float, float, float | None]] = field(default_factory=list)  # (engine, baseline, http) ev/s
+    http: Phase | None = None  # the engine path through POST /v1/events, the best round: the judged figure
     csv: object | None = None  # starter.ingress.carts.benchmark.CsvBench
 
     @property
     def ratio(self) -> float:
         return self.engine.events_per_second / self.baseline.events_per_second
 
+    @property
+    def http_ratio(self) -> float | None:
+        return None if self.http is None else self.http.events_per_second / self.baseline.events_per_second
+
     def targets(self) -> list[Target]:
-        targets = [Target("ingest", f"{self.engine.events_per_second:.0f} ev/s = {self.ratio:.2f}x baseline",
-                          f">= {TARGET_RATIO}x", self.ratio >= TARGET_RATIO)]
-        if self.http is not None:
-            ratio = self.http.events_per_second / self.baseline.events_per_second
-            targets.append(Target("ingest", f"HTTP {self.http.events_per_second:.0f} ev/s = {ratio:.2f}x baseline",
-                                  f">= {TARGET_RATIO}x", ratio >= TARGET_RATIO))
-        return targets
+        """Issue 14 judges the figure through the HTTP ingress; the direct path (no HTTP) is shown beside it."""
+        direct = Target("ingest", f"  direct {self.engine.events_per_second:.0f} ev/s = {self.ratio:.2f}x baseline",
+                        f">= {TARGET_RATIO}x", None if self.http is not None else self.ratio >= TARGET_RATIO)
+        if self.http is None:
+            return [direct]
+        ratio = self.http_ratio
+        return [Target("ingest", f"HTTP {self.http.events_per_second:.0f} ev/s = {ratio:.2f}x baseline",
+                       f">= {TARGET_RATIO}x", ratio >= TARGET_RATIO), direct]
 
 
 def streams(members: int, label: str) -> list[MemberEvent]:
@@ -222,21 +228,20 @@ async def measure(stack: Stack | None = None, quick: bool = False, members: int 
     async with stack_for(stack) as stack:
         pool = await stack.database("ingest")
         env = await stack.dev_server()
-        pairs = []
-        for _ in range(rounds):
+        trios = []
+        for _ in range(rounds):  # alternated, so that machine noise hits all three
             baseline = await run_baseline(env.client, members)
             engine = await run_engine(env.client, pool, members)
-            pairs.append((engine, baseline))
-        http = await run_http(env.client, pool, members)
-        engine = max((e for e, _ in pairs), key=lambda p: p.events_per_second)
-        baseline = max((b for _, b in pairs), key=lambda p: p.events_per_second)
+            http = await run_http(env.client, pool, members)
+            trios.append((engine, baseline, http))
+        engine, baseline, http = (max((t[n] for t in trios), key=lambda p: p.events_per_second) for n in range(3))
         for phase in (baseline, engine):
             phase.per_event = await history_mix(env.client, phase.workflow_ids[:SAMPLED], phase.events / phase.members)
     from starter.ingress.carts import benchmark as csv_bench
 
     csv = await asyncio.to_thread(csv_bench.measure, 10_000 if quick else 100_000)
     return IngestResult(engine=engine, baseline=baseline, http=http, csv=csv,
-                        rounds=[(e.events_per_second, b.events_per_second) for e, b in pairs])
+                        rounds=[(e.events_per_second, b.events_per_second, h.events_per_second) for e, b, h in trios])
 
 
 SAMPLED = 20
@@ -274,8 +279,10 @@ def report(result: IngestResult) -> str:
         "== 2. Ingest throughput (dev server, real worker + PostgreSQL; 32 members at a time, each member's events in order) ==",
         table(rows, ["", "members", "events", "accepted ev/s", "caught up s", "processed ev/s",
                      "CPU ms/event: python / temporal / postgres"]),
-        f"engine / baseline: {result.ratio:.2f}x (processed events per second, best of {len(result.rounds)} "
-        f"alternated rounds: " + ", ".join(f"{e:.0f} / {b:.0f}" for e, b in result.rounds) + ")",
+        (f"through HTTP / baseline: {result.http_ratio:.2f}x (the judged figure); " if result.http else "")
+        + f"direct / baseline: {result.ratio:.2f}x (processed events per second, best of {len(result.rounds)} "
+        f"alternated rounds, direct / baseline / HTTP: "
+        + ", ".join(f"{e:.0f} / {b:.0f} / {h or 0:.0f}" for e, b, h in result.rounds) + ")",
         "per event, from the histories of a sample of members: " + "; ".join(
             f"{name} " + " / ".join(f"{phase.per_event.get(name, 0):.2f}" for phase in (result.engine, result.baseline))
             for name in MIX) + "  (engine / baseline)",

@@ -59,7 +59,7 @@ async def record_member_year(stack: Stack) -> list[WorkflowHistory]:
     pool = await stack.database("replay")
     env = await stack.time_skipping()
     try:
-        ((_, _, _, histories),) = await run_personas(env, pool, [BY_NAME["loyal_buyer"]])
+        ((_, _, _, histories, _),) = await run_personas(env, pool, [BY_NAME["loyal_buyer"]])
     finally:
         await env.shutdown()
     return histories

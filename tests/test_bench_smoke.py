@@ -81,7 +81,55 @@ async def test_cost_counts_actions_above_a_positive_floor(costs: cost.CostResult
     assert costs.by_name("loyal_buyer").actions.by_kind["timers"] > 0
     text = cost.report(costs)
     assert "loyal_buyer" in text and "floor" in text
-    assert [t.benchmark for t in costs.targets()] == ["cost", "cost"]
+    targets = costs.targets()
+    assert [t.benchmark for t in targets] == ["cost"] * 4
+    assert [t.met is None for t in targets] == [False, True, False, True]  # the total and the mean are judged
+
+
+async def test_cost_prices_each_member_year_in_dollars(costs: cost.CostResult):
+    for persona in costs.personas:
+        dollars = persona.dollars
+        assert dollars.actions == persona.actions.total
+        assert dollars.actions_usd == pytest.approx(persona.actions.total * 50 / 1e6)
+        # The open history's time-weighted size: more than nothing, less than its size at the year's end.
+        assert 0 < dollars.mean_active_bytes < persona.actions.history_bytes
+        assert dollars.retained_usd >= 0 and dollars.carried_bytes > 0
+        assert dollars.total_usd == pytest.approx(dollars.actions_usd + dollars.active_usd + dollars.retained_usd)
+    mean = costs.dollars.per_member()
+    assert mean.actions == round(sum(p.actions.total for p in costs.personas) / len(costs.personas))
+    text = cost.report(costs)
+    assert "Dollars per member-year" in text and "mean of 2" in text
+
+
+def test_active_storage_integrates_each_event_until_its_run_closes_and_closed_runs_are_retained():
+    from datetime import datetime, timedelta, timezone
+
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.api.history.v1 import History, HistoryEvent
+    from temporalio.client import WorkflowHistory
+
+    from bench import pricing
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def event(event_id: int, kind: EventType.ValueType, hours: float) -> HistoryEvent:
+        e = HistoryEvent(event_id=event_id, event_type=kind)
+        e.event_time.FromDatetime((t0 + timedelta(hours=hours)).replace(tzinfo=None))
+        return e
+
+    started, signaled = EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    first = [event(1, started, 0), event(2, signaled, 4),
+             event(3, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW, 10)]
+    second = [event(1, started, 10), event(2, signaled, 15)]
+    size = lambda e: History(events=[e]).ByteSize()  # noqa: E731
+    dollars = pricing.member_year([WorkflowHistory("w", first), WorkflowHistory("w", second)], actions=5,
+                                  year_end=t0 + timedelta(hours=20))
+    byte_hours = size(first[0]) * 10 + size(first[1]) * 6 + size(second[0]) * 10 + size(second[1]) * 5
+    assert dollars.active_gb_hours == pytest.approx(byte_hours / 1e9)
+    retained = sum(map(size, first)) * 30 * 24  # the closed run, for the 30-day retention period
+    assert dollars.retained_gb_hours == pytest.approx(retained / 1e9)
+    assert dollars.carried_bytes == sum(map(size, second))  # the open run, into the next year
+    assert dollars.actions_usd == pytest.approx(5 * 50e-6)
 
 
 async def test_replay_times_a_member_year_and_a_trivial_workflow(stack, costs: cost.CostResult):
@@ -93,11 +141,13 @@ async def test_replay_times_a_member_year_and_a_trivial_workflow(stack, costs: c
 
 async def test_ingest_measures_the_engine_and_the_baseline(stack):
     result = await ingest.measure(stack, members=3, rounds=1)
-    for phase in (result.engine, result.baseline):
+    for phase in (result.engine, result.baseline, result.http):
         assert phase.events == 3 * 8 and phase.members == 3
         assert phase.events_per_second > 0 and phase.accepted_per_second > 0
     assert result.engine.per_event["activities"] > 0 == result.baseline.per_event["activities"]
-    assert result.ratio > 0 and "processed ev/s" in ingest.report(result)
+    assert result.ratio > 0 and result.http_ratio > 0 and "processed ev/s" in ingest.report(result)
+    http, direct = result.targets()  # the figure through the HTTP ingress is the judged one
+    assert http.figure.startswith("HTTP") and http.met is not None and direct.met is None
 
 
 async def test_memory_reads_the_worker_rss_with_members_cached(stack):
@@ -109,6 +159,8 @@ async def test_memory_reads_the_worker_rss_with_members_cached(stack):
         assert point.rss > 0
         assert point.cache_size in (None, point.members)
     assert "KiB/member" in memory.report(result)
+    kib, gc = result.targets()
+    assert kib.met is not None and gc.met is None  # the GC pause is judged at 10,000 cached only
 
 
 async def test_preview_times_the_cli_and_a_bare_server(stack):
