@@ -155,6 +155,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_segment_commands(commands)  # segment list / show / save / from-report / delete
 
+    from starter.broadcasts.cli import add_broadcast_commands
+
+    add_broadcast_commands(commands)  # broadcast list / send / show / schedule / unschedule / cancel
+
     db = commands.add_parser("db", help="the PostgreSQL read models: apply migrations, or rebuild members")
     db.add_argument("action", choices=["migrate", "rebuild"],
                     help="migrate: apply pending migrations; rebuild: recompute members from member_events")

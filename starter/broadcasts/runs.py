@@ -36,6 +36,11 @@ class Configured:
     broadcast: Broadcast
     origin: str  # "configuration version 3", "file examples/shop.toml"
     timezone: str  # the shop's: a schedule's cron is read in it
+    policy_holdout: int  # the policy's share, for a broadcast that names none
+
+    @property
+    def holdout(self) -> int:
+        return self.policy_holdout if self.broadcast.holdout_percent is None else self.broadcast.holdout_percent
 
 
 async def configured(pool: asyncpg.Pool, shop_file: LoadedShop | None = None) -> list[Configured]:
@@ -47,7 +52,8 @@ async def configured(pool: asyncpg.Pool, shop_file: LoadedShop | None = None) ->
         if latest is None:
             return []
         config, origin = latest[1], f"configuration version {latest[0]}"
-    return [Configured(name, b, origin, config.shop.timezone) for name, b in sorted(config.broadcasts.items())]
+    return [Configured(name, b, origin, config.shop.timezone, config.policy.holdout_percent)
+            for name, b in sorted(config.broadcasts.items())]
 
 
 async def find(pool: asyncpg.Pool, name: str, shop_file: LoadedShop | None = None) -> Configured:

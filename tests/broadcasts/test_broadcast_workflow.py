@@ -14,7 +14,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from starter.broadcasts.runs import AlreadySent, runs, start_run
 from starter.ingress.log import accept
-from tests.activities.test_shop_versions import versions_pool, versions_url  # noqa: F401 (fixtures)
 from tests.factories import days, event, registered
 from tests.workflows.helpers import eventually, next_local_noon, running_worker, send
 from workflows.broadcast import BroadcastWorkflow
