@@ -184,6 +184,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="cross-sell only: count a pair when both were bought at most DAYS apart (default: any time)")
     report.add_argument("--min-members", type=_whole(1), metavar="N",
                         help="cross-sell only: show pairs bought by at least N members (default 3)")
+    report.add_argument("--runs", action="store_const", const=True, default=None,
+                        help="scenarios only: a row per broadcast and run (default: one per broadcast)")
     report.set_defaults(command=_report)
 
     member = commands.add_parser(
@@ -361,6 +363,9 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     if dashboard and (args.within is not None or args.min_members is not None):
         print("goldenroute: --within and --min-members are for report cross-sell", file=sys.stderr)
         return 2
+    if dashboard and args.runs:
+        print("goldenroute: --runs is for report scenarios", file=sys.stderr)
+        return 2
     settings = settings.with_dev_stack()
     if not settings.database_url:
         raise RuntimeError("DATABASE_URL is not set and no dev stack is running: start one with `goldenroute dev`")
@@ -375,7 +380,7 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             print(f"wrote {out}")
             return 0
         try:
-            options = {"within": args.within, "min_members": args.min_members}
+            options = {"within": args.within, "min_members": args.min_members, "runs": args.runs}
             report = await run_report(pool, args.name, args.start, args.end, options=options)
         except ReportError as error:
             print(f"goldenroute: {error}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """The marketers' dashboard: one self-contained HTML file drawn from the reports.
 
 ``write_dashboard`` asks ``starter.reports.run_report`` for the funnel, the 定期フロー,
-LTV by cohort, the scenario KPIs, CPM and the product analyses (購入フロー, 商品別新規・
-リピート, クロスセル: ``starter.dashboard_products``), and ``render_dashboard`` (pure) turns
+LTV by cohort, the scenario KPIs and the broadcasts' (``starter.dashboard_broadcasts``),
+CPM and the product analyses (購入フロー, 商品別新規・リピート, クロスセル:
+``starter.dashboard_products``), and ``render_dashboard`` (pure) turns
 them into one HTML document with inline SVG charts and inline CSS: no script, no
 external stylesheet, font or image, so it opens the same on a laptop with no
 network and can be mailed around as one file.
@@ -18,7 +19,7 @@ from typing import Any, Mapping
 
 from zoneinfo import ZoneInfo
 
-from starter import dashboard_products, svg
+from starter import dashboard_broadcasts, dashboard_products, svg
 from starter.reports import DEFAULT_TIMEZONE, run_report
 from workflows.scenarios import TEMPLATES
 
@@ -29,6 +30,7 @@ SECTIONS = {
     "subscription-flow": "定期フロー(お届け回数別の継続率)",
     "ltv": "コホート別LTV(累積売上の平均)",
     "scenarios": "シナリオ別KPIとホールドアウト比較(リフト)",
+    **dashboard_broadcasts.SECTIONS,
     "cpm": "CPM分析(顧客ポートフォリオ)",
     **dashboard_products.SECTIONS,
 }
@@ -61,6 +63,9 @@ def render_dashboard(reports: Mapping[str, Any], *, start: Any = None, end: Any 
                      as_of: datetime | None = None, zone: str = DEFAULT_TIMEZONE) -> str:
     """The whole document; ``reports`` maps a report name to its Report (rows of dicts)."""
     rows = {name: list(report.rows) for name, report in reports.items()}
+    # The scenario report's broadcast rows (scenario BC) have a section of their own.
+    scenarios = [r for r in rows.get("scenarios", []) if not dashboard_broadcasts.is_broadcast_row(r)]
+    broadcasts = [r for r in rows.get("scenarios", []) if dashboard_broadcasts.is_broadcast_row(r)]
     now = (as_of or datetime.now(timezone.utc)).astimezone(ZoneInfo(zone))  # the shop's
     generated = now.strftime("%Y-%m-%d %H:%M %Z")
     period = f"{_day(start) or '最初'} 〜 {_day(end) or '現在'}"
@@ -71,7 +76,8 @@ def render_dashboard(reports: Mapping[str, Any], *, start: Any = None, end: Any 
         _section("funnel", _funnel_chart(rows.get("funnel", [])) + _funnel_note()),
         _section("subscription-flow", _retention_heatmap(rows.get("subscription-flow", []), now)),
         _section("ltv", _ltv_chart(rows.get("ltv", []))),
-        _section("scenarios", _lift_chart(rows.get("scenarios", [])) + _scenario_table(rows.get("scenarios", []))),
+        _section("scenarios", _lift_chart(scenarios) + _scenario_table(scenarios)),
+        _section("broadcasts", dashboard_broadcasts.broadcasts(broadcasts)),
         _section("cpm", _cpm_table(rows.get("cpm", []))) if "cpm" in rows else "",
         _section("product-flow", dashboard_products.product_flow(rows.get("product-flow", []))),
         _section("products", dashboard_products.products(rows.get("products", []))),
@@ -80,7 +86,7 @@ def render_dashboard(reports: Mapping[str, Any], *, start: Any = None, end: Any 
     return (
         "<!DOCTYPE html>\n<html lang=ja><head><meta charset=utf-8>"
         "<meta name=viewport content='width=device-width, initial-scale=1'>"
-        f"<title>{escape(TITLE)}</title><style>{CSS}{dashboard_products.CSS}</style></head>"
+        f"<title>{escape(TITLE)}</title><style>{CSS}{dashboard_products.CSS}{dashboard_broadcasts.CSS}</style></head>"
         f"<body><main>{body}</main></body></html>\n"
     )
 

@@ -16,13 +16,16 @@ The scenario KPI definitions (``converts_on``, ``kpi_days``, names) come from
 templates stay the single source.
 
 Modules: ``period`` (the shop's timezone and configuration versions, --from/--to
-and as_of), ``scenarios`` (the KPI and lift SQL), ``cohorts`` (funnel, 定期フロー,
+and as_of), ``scenarios`` (the KPI and lift SQL), ``broadcasts`` (the scenario
+report's rows of each broadcast: reach, outcomes, a main purchase within
+``BROADCAST_KPI_DAYS`` against the holdout), ``cohorts`` (funnel, 定期フロー,
 LTV), ``segments`` (RFM, CPM), ``registry`` (every report by name, ``run_report``)
 and ``render`` (text, JSON, CSV).
 """
 
 from __future__ import annotations
 
+from starter.reports.broadcasts import BROADCAST_KPI_DAYS
 from starter.reports.cohorts import FUNNEL_STEPS, LTV_DAYS, SUBSCRIPTION_DELIVERIES
 from starter.reports.period import (
     DEFAULT_TIMEZONE, ReportError, Shop, Window, day_start, read_shop, shop_time, window,
@@ -35,7 +38,7 @@ from starter.reports.segments import (
 )
 
 __all__ = [
-    "CPM_ACTIVE_DAYS", "CPM_REVENUE_YEN", "CPM_SEGMENTS", "CPM_TENURE_DAYS", "FUNNEL_STEPS", "LTV_DAYS",
+    "BROADCAST_KPI_DAYS", "CPM_ACTIVE_DAYS", "CPM_REVENUE_YEN", "CPM_SEGMENTS", "CPM_TENURE_DAYS", "FUNNEL_STEPS", "LTV_DAYS",
     "DEFAULT_TIMEZONE", "REPORTS", "RFM_RECENCY_DAYS", "SUBSCRIPTION_DELIVERIES", "Z95", "Report", "ReportError",
     "ReportSpec", "Shop", "Window", "day_start", "get_spec", "read_shop", "run_report", "shop_time", "window",
 ]

@@ -33,11 +33,12 @@ class ReportError(ValueError):
 
 @dataclass(frozen=True)
 class Shop:
-    """What a report needs of the shop's configuration: its timezone, and every version
-    (oldest first, version 0 included) with the rules each decided under."""
+    """What a report needs of the shop's configuration: its timezone, every version (oldest
+    first, version 0 included) with the rules each decided under, and its broadcasts."""
 
     timezone: str = DEFAULT_TIMEZONE
     versions: tuple[Version, ...] = (SPEC_VERSION,)
+    broadcasts: tuple[str, ...] = ()  # the names of the configuration applied last
 
     @property
     def latest(self) -> Version:
@@ -50,7 +51,8 @@ async def read_shop(conn_or_pool: asyncpg.Connection | asyncpg.Pool) -> Shop:
     if not found:
         return Shop()
     return Shop(timezone=found[-1].config.shop.timezone,
-                versions=(SPEC_VERSION, *ShopVersions(found).book_versions()))
+                versions=(SPEC_VERSION, *ShopVersions(found).book_versions()),
+                broadcasts=tuple(found[-1].config.broadcasts))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Awaitable, Callable, Literal, Mapping
 
 import asyncpg
 
+from starter.reports.broadcasts import add_broadcasts, runs_terms
 from starter.reports.channels import CHANNELS_SQL, STATES, add_uncertain, channels_args
 from starter.reports.cohorts import (
     FUNNEL_SQL, FUNNEL_STEPS, LTV_DAYS, LTV_SQL, SUBSCRIPTION_DELIVERIES, SUBSCRIPTION_FLOW_SQL,
@@ -36,8 +37,9 @@ class ReportSpec:
     as_of: Literal["now", "to"] | None = None
     # Float columns shown with one decimal in the text table (others: three).
     one_decimal: frozenset[str] = frozenset()
-    # A report with more than its table completes it here (channels: the uncertain sends).
-    complete: Callable[[Any, Window, Report], Awaitable[Report]] | None = None
+    # A report with more than its table completes it here (channels: the uncertain sends;
+    # scenarios: the broadcasts' rows), taking the options as keywords too.
+    complete: Callable[..., Awaitable[Report]] | None = None
     # Options beyond the period, (name, default) (cross-sell: within, min_members): ``args`` and
     # ``terms`` (what the title adds, e.g. the minimum support) then take them as keywords.
     options: tuple[tuple[str, Any], ...] = ()
@@ -56,12 +58,16 @@ def _columns(*pairs: tuple[str, str]) -> dict[str, tuple[str, ...]]:
 REPORTS: dict[str, ReportSpec] = {spec.name: spec for spec in (
     ReportSpec(
         "scenarios", "シナリオ別KPI (ホールドアウト比較)",
-        **_columns(("scenario", "シナリオ"), ("name", "シナリオ名"), ("variant", "パターン"), ("kpi", "KPI"),
-                   ("window_days", "計測日数"), ("entered", "対象"), ("holdout", "ホールドアウト"),
-                   ("touched", "配信"), ("converted", "転換"), ("rate", "転換率"),
+        # Then one row per broadcast (scenario BC, name = the broadcast; --runs: per run), whose
+        # suppressed / suppressed_by / expired count its touches (a scenario's rows leave them empty).
+        **_columns(("scenario", "シナリオ"), ("name", "シナリオ名"), ("variant", "パターン"), ("run", "回"),
+                   ("kpi", "KPI"), ("window_days", "計測日数"), ("entered", "対象"), ("holdout", "ホールドアウト"),
+                   ("touched", "配信"), ("suppressed", "抑止"), ("suppressed_by", "抑止理由"),
+                   ("expired", "期限切れ"), ("converted", "転換"), ("rate", "転換率"),
                    ("holdout_converted", "ホールドアウト転換"), ("holdout_rate", "ホールドアウト転換率"),
                    ("lift", "リフト"), ("lift_ci_low", "リフト下限"), ("lift_ci_high", "リフト上限")),
-        sql=SCENARIOS_SQL, args=scenario_args,
+        sql=SCENARIOS_SQL, args=scenario_args, complete=add_broadcasts, options=(("runs", False),),
+        terms=runs_terms,
     ),
     ReportSpec(
         "funnel", "ライフサイクルファネル (ゴールデンルート)",
@@ -163,4 +169,4 @@ async def run_report(conn_or_pool: asyncpg.Connection | asyncpg.Pool, name: str,
                     start=None if spec.as_of == "to" else start, end=end,
                     as_of=w.as_of if spec.as_of else None, one_decimal=spec.one_decimal,
                     headers=list(spec.headers), timezone=w.timezone)
-    return await spec.complete(conn_or_pool, w, report) if spec.complete else report
+    return await spec.complete(conn_or_pool, w, report, **chosen) if spec.complete else report

@@ -20,6 +20,29 @@ if TYPE_CHECKING:
 Z95 = 1.96
 
 
+def lift_ctes(keys: tuple[str, ...]) -> str:
+    """The CTEs ``wilson`` and ``lifted`` over a CTE ``measured`` with, per row (keyed by ``keys``),
+    the treatment group's n1, x1 (converted), p1 and the holdout group's n2, x2, p2: ``lifted`` is
+    ``measured`` with the lift p1 − p2 and its 95 % interval (ci_low, ci_high) by Newcombe's hybrid
+    score method, NULL where a group is empty (see SCENARIOS_SQL)."""
+    on = " AND ".join(f"w.{key} = m.{key}" for key in keys)
+    return f"""wilson AS (  -- the Wilson score interval of each group's rate
+    SELECT *,
+           (p1 + z2 / (2 * n1)) / (1 + z2 / n1) - {Z95} * sqrt(p1 * (1 - p1) / n1 + z2 / (4 * n1 * n1)) / (1 + z2 / n1) AS l1,
+           (p1 + z2 / (2 * n1)) / (1 + z2 / n1) + {Z95} * sqrt(p1 * (1 - p1) / n1 + z2 / (4 * n1 * n1)) / (1 + z2 / n1) AS u1,
+           (p2 + z2 / (2 * n2)) / (1 + z2 / n2) - {Z95} * sqrt(p2 * (1 - p2) / n2 + z2 / (4 * n2 * n2)) / (1 + z2 / n2) AS l2,
+           (p2 + z2 / (2 * n2)) / (1 + z2 / n2) + {Z95} * sqrt(p2 * (1 - p2) / n2 + z2 / (4 * n2 * n2)) / (1 + z2 / n2) AS u2
+    FROM (SELECT *, {Z95} * {Z95} AS z2 FROM measured WHERE n1 > 0 AND n2 > 0) m
+),
+lifted AS (
+    SELECT m.*, m.p1 - m.p2 AS lift,
+           m.p1 - m.p2 - sqrt((w.p1 - w.l1) ^ 2 + (w.u2 - w.p2) ^ 2) AS ci_low,
+           m.p1 - m.p2 + sqrt((w.u1 - w.p1) ^ 2 + (w.p2 - w.l2) ^ 2) AS ci_high
+    FROM measured m
+    LEFT JOIN wilson w ON {on}
+)"""
+
+
 def _bucket_sql(*parts: str) -> str:
     """``workflows.policy.bucket`` in SQL: the first 8 bytes of sha256("a:b:c"), unsigned, mod 100.
 
@@ -160,23 +183,10 @@ measured AS (
     LEFT JOIN treatment t ON t.scenario = k.scenario AND t.arm = a.arm
     LEFT JOIN control c ON c.scenario = k.scenario
 ),
-wilson AS (  -- the Wilson score interval of each group's rate
-    SELECT *,
-           (p1 + z2 / (2 * n1)) / (1 + z2 / n1) - {Z95} * sqrt(p1 * (1 - p1) / n1 + z2 / (4 * n1 * n1)) / (1 + z2 / n1) AS l1,
-           (p1 + z2 / (2 * n1)) / (1 + z2 / n1) + {Z95} * sqrt(p1 * (1 - p1) / n1 + z2 / (4 * n1 * n1)) / (1 + z2 / n1) AS u1,
-           (p2 + z2 / (2 * n2)) / (1 + z2 / n2) - {Z95} * sqrt(p2 * (1 - p2) / n2 + z2 / (4 * n2 * n2)) / (1 + z2 / n2) AS l2,
-           (p2 + z2 / (2 * n2)) / (1 + z2 / n2) + {Z95} * sqrt(p2 * (1 - p2) / n2 + z2 / (4 * n2 * n2)) / (1 + z2 / n2) AS u2
-    FROM (SELECT *, {Z95} * {Z95} AS z2 FROM measured WHERE n1 > 0 AND n2 > 0) m
-),
-lifted AS (
-    SELECT m.*, m.p1 - m.p2 AS lift,
-           m.p1 - m.p2 - sqrt((w.p1 - w.l1) ^ 2 + (w.u2 - w.p2) ^ 2) AS ci_low,
-           m.p1 - m.p2 + sqrt((w.u1 - w.p1) ^ 2 + (w.p2 - w.l2) ^ 2) AS ci_high
-    FROM measured m
-    LEFT JOIN wilson w ON w.scenario = m.scenario AND w.arm = m.arm
-)
-SELECT scenario, name, arm AS variant, kpi, kpi_days AS window_days,
-       (n1 + n2)::int AS entered, n2::int AS holdout, touched::int AS touched, x1::int AS converted,
+{lift_ctes(('scenario', 'arm'))}
+SELECT scenario, name, arm AS variant, NULL::text AS run, kpi, kpi_days AS window_days,
+       (n1 + n2)::int AS entered, n2::int AS holdout, touched::int AS touched,
+       NULL::int AS suppressed, NULL::text AS suppressed_by, NULL::int AS expired, x1::int AS converted,
        round(p1::numeric, 4)::float8 AS rate,
        x2::int AS holdout_converted,
        round(p2::numeric, 4)::float8 AS holdout_rate,
@@ -188,7 +198,8 @@ ORDER BY scenario, arm
 """
 
 
-def scenario_args(w: Window) -> tuple:
+def scenario_args(w: Window, **_options: object) -> tuple:
+    """The SQL's parameters; the options (``runs``) are the broadcast rows' (``broadcasts.add_broadcasts``)."""
     versions = w.shop.versions
     declared = [(t.scenario.value, name) for t in TEMPLATES
                 for name in ([v for v, _ in w.shop.latest.rules.variants(t.scenario.value, t.variants)] or ["-"])]

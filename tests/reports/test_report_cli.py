@@ -92,10 +92,11 @@ def test_text_is_an_aligned_table(shop, capsys):
     assert main(["report", "scenarios"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("シナリオ別KPI")
-    assert lines[2].split()[:5] == ["シナリオ", "シナリオ名", "パターン", "KPI", "計測日数"]
+    assert lines[2].split()[:6] == ["シナリオ", "シナリオ名", "パターン", "回", "KPI", "計測日数"]
     s03 = next(line for line in lines if line.startswith("S03"))
-    # entered 2, holdout 1, touched 1, converted 1 (a's F2 on day 30), holdout converted 0
-    assert s03.split()[4:9] == ["60", "2", "1", "1", "1"]
+    # entered 2, holdout 1, touched 1, (suppressed, its reasons, expired: a broadcast's), converted 1
+    # (a's F2 on day 30), holdout converted 0
+    assert s03.split()[5:14] == ["60", "2", "1", "1", "-", "-", "-", "1", "1.000"]
     # columns line up, counting a wide character as two: "60" ends under "計測日数"
     header = lines[2]
     assert width(s03[:s03.index(" 60 ") + 3]) == width(header[:header.index("計測日数") + len("計測日数")])

@@ -101,9 +101,9 @@ async def test_scenarios_kpi_and_holdout_lift_by_hand(report_pool):
     await write_touches(report_pool, touches)
 
     report = await run_report(report_pool, "scenarios", date(2026, 1, 1), date(2026, 1, 31))
-    assert report.columns == ["scenario", "name", "variant", "kpi", "window_days", "entered", "holdout", "touched",
-                              "converted", "rate", "holdout_converted", "holdout_rate", "lift", "lift_ci_low",
-                              "lift_ci_high"]
+    assert report.columns == ["scenario", "name", "variant", "run", "kpi", "window_days", "entered", "holdout",
+                              "touched", "suppressed", "suppressed_by", "expired", "converted", "rate",
+                              "holdout_converted", "holdout_rate", "lift", "lift_ci_low", "lift_ci_high"]
     s03 = by(report.rows, "scenario")["S03"]
     # treatment 8: converted t1 t2 t3 t6 t7 = 5 → 0.625; touched: all but t6 = 7
     # holdout 2: converted h2 = 1 → 0.5; lift = 0.125
