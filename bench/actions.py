@@ -30,7 +30,7 @@ from typing import Iterable
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 
 from workflows.messages import DeliveryRequest
 from workflows.touches import Outcome
@@ -143,7 +143,7 @@ def _activity_label(attributes, actions: Actions) -> str:
         return f"{name}:{'unsent touches' if batch.get('touches') else 'projection only'}"
     if name != "deliver_touch":
         return name  # project_member, erase_member, …
-    (request,) = pydantic_data_converter.payload_converter.from_payloads(
+    (request,) = DATA_CONVERTER.payload_converter.from_payloads(
         list(attributes.input.payloads), [DeliveryRequest])
     if request.outcome is not Outcome.SENT:
         actions.unsent[f"{request.scenario} {request.outcome.value}"] += 1

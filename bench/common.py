@@ -24,7 +24,7 @@ from typing import AsyncIterator, Awaitable, Callable, Sequence
 
 import asyncpg
 import psutil
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 from temporalio.testing import WorkflowEnvironment
 
 from worker.client import quiet_runtime
@@ -102,7 +102,7 @@ class Stack:
                 # The CLI prints its banner and warnings on the standard streams it inherits: a log file.
                 with _streams_to(self.home / "temporal-dev.log"):
                     self._dev = await WorkflowEnvironment.start_local(
-                        data_converter=pydantic_data_converter,
+                        data_converter=DATA_CONVERTER,
                         dev_server_existing_path=binary("temporal"),
                         search_attributes=list(search.ALL),
                         runtime=quiet_runtime(),
@@ -152,7 +152,7 @@ async def start_time_skipping(register: bool = True) -> WorkflowEnvironment:
     from worker.client import register_search_attributes
 
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         test_server_existing_path=binary("temporal-test-server"),
         runtime=quiet_runtime(),
     )

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 
 from bench.common import Stack, quiet_logging, quiet_runtime, wait_until
 from bench.personas import ingest_stream
@@ -91,7 +91,7 @@ async def measure(stack: Stack, members: int, outage: float, log=print) -> Outag
                                                namespace="default", headless=True)
 
     server = await start()
-    client = await Client.connect(server.address, data_converter=pydantic_data_converter, runtime=quiet_runtime())
+    client = await Client.connect(server.address, data_converter=DATA_CONVERTER, runtime=quiet_runtime())
     await register_search_attributes(client, "default")
     task_queue = f"faults-{uuid.uuid4().hex[:6]}"
     now = datetime.now(timezone.utc)

@@ -33,7 +33,7 @@ import time
 from collections import OrderedDict
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 from temporalio.runtime import LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.worker import (
     ActivityInboundInterceptor,
@@ -137,7 +137,7 @@ async def main(address: str, namespace: str, task_queue: str, max_cached: int, m
         logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR")),
         metrics=PrometheusConfig(bind_address=f"127.0.0.1:{metrics_port}"),
     ))
-    client = await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter,
+    client = await Client.connect(address, namespace=namespace, data_converter=DATA_CONVERTER,
                                   runtime=runtime)
     counter = ProjectionCounter()
     pauses = GcPauses()

@@ -1,7 +1,7 @@
 """Benchmark 4 — replay: time to rebuild a one-year member from its history (a cache miss, a new worker).
 
 ``temporalio.worker.Replayer`` with the worker's own sandboxed runner
-(``WORKFLOW_RUNNER``) and ``pydantic_data_converter`` replays the loyal buyer's
+(``WORKFLOW_RUNNER``) and ``DATA_CONVERTER`` replays the loyal buyer's
 year (benchmark 1's history; recorded afresh when run alone); the baseline
 replays a trivial workflow's history (``bench/noop.py``: started by
 signal-with-start, one signal, completed) the same way. Each figure is the
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 from temporalio.worker import Replayer, Worker
 
 from bench.common import Stack, Target, median, stack_for, table
@@ -98,9 +98,9 @@ async def measure(stack: Stack | None = None, quick: bool = False,
         if member_histories is None:
             member_histories = await record_member_year(stack)
         trivial = await record_trivial(stack)
-    member_replayer = Replayer(workflows=[MemberWorkflow], data_converter=pydantic_data_converter,
+    member_replayer = Replayer(workflows=[MemberWorkflow], data_converter=DATA_CONVERTER,
                                workflow_runner=WORKFLOW_RUNNER)
-    trivial_replayer = Replayer(workflows=[NoopWorkflow], data_converter=pydantic_data_converter,
+    trivial_replayer = Replayer(workflows=[NoopWorkflow], data_converter=DATA_CONVERTER,
                                 workflow_runner=WORKFLOW_RUNNER)
     member = await time_replays(member_replayer, member_histories, runs)
     baseline = await time_replays(trivial_replayer, [trivial], runs)

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 import asyncpg
 import pytest
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 from temporalio.testing import WorkflowEnvironment
 
 from activities import db
@@ -71,7 +71,7 @@ def _with_database(url: str, name: str) -> str:
 @pytest.fixture(scope="session")
 async def time_skipping_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         test_server_existing_path=binary("temporal-test-server"),
     )
     await register_search_attributes(env.client, env.client.namespace)
@@ -86,7 +86,7 @@ SUGGEST_CONTINUE_AS_NEW_AFTER = 60
 @pytest.fixture(scope="session")
 async def dev_server_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_existing_path=binary("temporal"),
         search_attributes=list(search.ALL),
         dev_server_extra_args=[

@@ -46,7 +46,8 @@ PURE_CORE = (
     "workflows.policy", "workflows.messages", "workflows.search", "workflows.entries",
     "workflows.projection", "workflows.facts", "workflows.rules", "workflows.shop", "workflows.ledger",
     # The configuration book a worker refreshes must be the one its workflows read.
-    "workflows.versions", "activities",
+    "workflows.versions", "workflows.broadcasts", "workflows.segments", "workflows.broadcast_messages",
+    "activities",
 )
 
 

@@ -37,7 +37,7 @@ from typing import Awaitable, Callable, Union
 import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 from temporalio.testing import WorkflowEnvironment
 
 from activities import db
@@ -357,7 +357,7 @@ async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) 
     pool = await db.create_pool(pg.database_url)
     await db.migrate(pool)
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter, test_server_existing_path=binary("temporal-test-server"))
+        data_converter=DATA_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
     done = False
     try:
         await register_search_attributes(env.client, env.client.namespace)
@@ -463,7 +463,7 @@ class HistorySummary:
 
 
 def _decode(payloads) -> list:
-    return pydantic_data_converter.payload_converter.from_payloads(list(payloads))
+    return DATA_CONVERTER.payload_converter.from_payloads(list(payloads))
 
 
 def summarize(path: Path) -> HistorySummary:

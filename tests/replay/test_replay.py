@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
+from worker.converter import DATA_CONVERTER
 from temporalio.worker import Replayer
 
 from tests.replay.record_histories import BOOK, load_book
@@ -39,7 +39,7 @@ def test_every_released_version_has_recorded_histories():
 async def _replay(path: Path, book: VersionBook):
     history = WorkflowHistory.from_json(f"member-{path.stem}", path.read_text())
     replayer = Replayer(
-        workflows=[MemberWorkflow], data_converter=pydantic_data_converter, workflow_runner=WORKFLOW_RUNNER
+        workflows=[MemberWorkflow], data_converter=DATA_CONVERTER, workflow_runner=WORKFLOW_RUNNER
     )
     # A Replayer runs the history under a task queue of its own, not the recorded one.
     versions.install(versions.ANY_QUEUE, book)
