@@ -63,6 +63,9 @@ CONFIG_PATCH = "shop-config-versions"
 # queue, which has its own rate limit and workers: a LINE outage does not hold back email.
 CHANNEL_QUEUES_PATCH = "deliveries-on-channel-task-queues"
 NETWORK_CHANNELS = frozenset({Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.PUSH})
+# NextTouchAt lives in the members read model only (SPEC §6), not in a search attribute that
+# cost an upsert at nearly every wake-up (99 of 140 upserts of the cost benchmark's year).
+NEXT_TOUCH_PATCH = "next-touch-at-in-the-read-model-only"
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
@@ -93,6 +96,7 @@ class MemberWorkflow:
         self._ingress_logs = False  # INGRESS_LOG_PATCH
         self._refused: list[str] = list(input.refused_events)
         self._configured = False  # CONFIG_PATCH
+        self._next_touch_in_read_model = False  # NEXT_TOUCH_PATCH
         self._version: int | None = input.config_version  # of the member's last decision
         self._rules = Rules(policy=input.policy)
         self._previous: tuple[Rules, datetime] | None = None  # at a transition: the rules before, since when
@@ -132,6 +136,7 @@ class MemberWorkflow:
         self._exact = workflow.patched(LEDGER_PATCH)
         self._ingress_logs = self._exact and workflow.patched(INGRESS_LOG_PATCH)
         self._configured = self._exact and workflow.patched(CONFIG_PATCH)
+        self._next_touch_in_read_model = self._configured and workflow.patched(NEXT_TOUCH_PATCH)
         carried = input.state is not None
         if self._exact and input.restore and input.state is None:
             self._choose_rules(carried)
@@ -141,7 +146,9 @@ class MemberWorkflow:
             self._choose_rules(carried)
             self._absorb_events()
             await self._settle_touches()
-            published = _publish_search_attributes(self._state, self._next_touch_at(), published)
+            # NEXT_TOUCH_PATCH: NextTouchAt is unset (once, for a run that had it), never set again.
+            next_touch_at = None if self._next_touch_in_read_model else self._next_touch_at()
+            published = _publish_search_attributes(self._state, next_touch_at, published)
             if self._state.stage is Stage.ERASED:
                 await self._erase()
                 return MemberResult(member_id=self._member_id, stage=self._state.stage)

@@ -60,6 +60,9 @@ async def test_signal_with_start_creates_the_workflow_once_and_then_signals_it(e
 
 
 async def test_search_attributes_are_set_and_upserted_only_when_they_change(env, pool, member_id, task_queue):
+    """LifecycleStage, SubscriptionStatus and PurchaseCount for the operators' lists; the next
+    touch is in the members read model, not a search attribute that would cost an upsert at
+    nearly every wake-up (SPEC §6)."""
     async with running_worker(env.client, pool, task_queue):
         t0 = now()
         purchase = order(member_id, t0, "o1")
@@ -70,7 +73,9 @@ async def test_search_attributes_are_set_and_upserted_only_when_they_change(env,
             assert attributes.get(LIFECYCLE_STAGE) == "f1"
             assert attributes.get(PURCHASE_COUNT) == 1
             assert attributes.get(SUBSCRIPTION_STATUS) == "none"
-            assert attributes.get(NEXT_TOUCH_AT) is not None
+            assert attributes.get(NEXT_TOUCH_AT) is None
+            next_touch_at = await pool.fetchval("SELECT next_touch_at FROM members WHERE member_id = $1", member_id)
+            assert next_touch_at is not None and next_touch_at > t0
         await eventually(published)
         upserts = len(await history_events(handle, EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES))
 
