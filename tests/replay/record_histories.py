@@ -10,6 +10,16 @@ a failing replay pass:
     .venv/bin/python -m tests.replay.record_histories --check              # every recorded tag
     .venv/bin/python -m tests.replay.record_histories --check /tmp/h/v4-ledger
 
+A tag may hold some journeys only (``--only JOURNEY``, repeatable): v5 onwards do. The
+broadcast journeys of v7 (members that runs of a broadcast reach)::
+
+    .venv/bin/python -m tests.replay.record_histories v7-broadcasts --only weekly_newsletter_sent \
+        --only newsletter_at_the_frequency_cap --only newsletter_without_consent \
+        --only newsletter_holdout --only newsletter_run_twice
+
+One run of the BroadcastWorkflow itself is recorded apart (``--broadcast``, into
+``broadcast_histories/``; see "a broadcast's run" below).
+
 Every journey takes its own start from the test server's clock when it begins (the
 next local noon, or the evening for the quiet-hours journey), and its events are
 sent at their offsets from that start, so its touches are decided on time instead
@@ -29,10 +39,11 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time as clock, timedelta
 from pathlib import Path
-from typing import Awaitable, Callable, Union
+from typing import AsyncIterator, Awaitable, Callable, Union
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
@@ -43,13 +54,19 @@ from temporalio.testing import WorkflowEnvironment
 from activities import db
 from tests.conftest import binary
 from tests.factories import JST, days, event, order, registered, sample, shipped, subscription
-from tests.workflows.helpers import running_worker, send
+from tests.workflows.helpers import eventually, running_worker, send
 from worker.client import register_search_attributes
 from worker.devstack import start_embedded_postgres
-from workflows.events import MemberEvent
+from starter.broadcasts.runs import start_run
+from starter.ingress import signal_with_start
+from starter.ingress.log import accept
+from workflows.broadcast import BroadcastWorkflow
+from workflows.broadcast_messages import BroadcastInput, BroadcastProgress, Stage, event_id as broadcast_event_id
+from workflows.segments import Segment
+from workflows.events import MemberEvent, parse_event
 from workflows.member import workflow_id
 from workflows import versions
-from workflows.policy import PolicyConfig, in_holdout
+from workflows.policy import PolicyConfig, bucket, in_holdout
 from workflows.rules import Rules, ScenarioRules, StepRules
 from workflows.versions import Version, VersionBook
 
@@ -83,7 +100,15 @@ class OutOfBand:
     run: Callable[[asyncpg.Pool, str], Awaitable[None]]
 
 
-Step = Union[MemberEvent, OutOfBand]
+@dataclass(frozen=True)
+class Again:
+    """An event signalled to the member's workflow once more, past the event log: a broadcast's
+    page retried after its worker was killed signals what it had not marked forwarded."""
+
+    event: MemberEvent
+
+
+Step = Union[MemberEvent, OutOfBand, Again]
 
 
 @dataclass(frozen=True)
@@ -94,8 +119,11 @@ class Journey:
     steps: Callable[[str, datetime], list[tuple[float, Step]]]
     run_days: float  # how long the clock runs from the journey's start before its history is fetched
     start: clock = clock(12)  # local time of day the journey starts (Tokyo)
-    # The member id is chosen outside the holdout of these scenarios, so their touches are decided.
+    # The member id is chosen outside the holdout of these scenarios, so their touches are decided
+    # ("BC:<broadcast>": the broadcast's own holdout of BROADCAST_HOLDOUT %) …
     not_held_out: tuple[str, ...] = ()
+    # … and inside the holdout of these broadcasts ("BC:<broadcast>").
+    held_out: tuple[str, ...] = ()
     continues_as_new: bool = False  # the recording fails if the member does not
     # The shop's configuration changes during the journey: (offset in days from its start, rules).
     # The versions stay in force for the journeys after it; the tag's _book.json keeps them all.
@@ -103,17 +131,25 @@ class Journey:
     member: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "member", member_outside_holdout(self.name, self.not_held_out))
+        object.__setattr__(self, "member", member_outside_holdout(self.name, self.not_held_out, self.held_out))
 
 
-def member_outside_holdout(name: str, scenarios: tuple[str, ...]) -> str:
-    """A stable member id for the journey (the same on every recording), outside those holdouts."""
+def member_outside_holdout(name: str, scenarios: tuple[str, ...], inside: tuple[str, ...] = ()) -> str:
+    """A stable member id for the journey (the same on every recording), outside those holdouts
+    (and inside those of ``inside``)."""
     base = "replay-" + name.replace("_", "-")
     for n in range(1000):
         member = base if n == 0 else f"{base}-{n}"
-        if not any(in_holdout(member, s, PolicyConfig()) for s in scenarios):
+        if (not any(_held_out(member, s) for s in scenarios)
+                and all(_held_out(member, s) for s in inside)):
             return member
-    raise AssertionError(f"no member id for {name} outside the holdout of {scenarios}")
+    raise AssertionError(f"no member id for {name} outside the holdout of {scenarios}, inside {inside}")
+
+
+def _held_out(member: str, scenario: str) -> bool:
+    if scenario.startswith("BC:"):  # a broadcast's own holdout (workflows.policy.holdout_of)
+        return bucket(member, scenario, "holdout") < BROADCAST_HOLDOUT
+    return in_holdout(member, scenario, PolicyConfig())
 
 
 CROSS_LINE = {"sku": "NYUSAN-30", "role": "cross", "quantity": 1, "days_supply": 30, "unit_price": 2980}
@@ -157,6 +193,98 @@ def churn_signal_then_erasure(m: str, t0: datetime) -> list[tuple[float, Step]]:
         (10, event("churn_signal", m, t0 + days(10), signal="cancel_page_viewed")),
         (12, subscription("subscription_interval_changed", m, t0 + days(12), interval_days=60)),
         (20, event("member_erased", m, t0 + days(20))),
+    ]
+
+
+# --- broadcasts (v7): runs of a broadcast reach the member as broadcast_requested events ------
+# What the BroadcastWorkflow's page writes for one member (activities.broadcast): the weekly
+# newsletter with a holdout of its own, sent by email; a flash of another broadcast, no holdout.
+NEWSLETTER, FLASH, CAMPAIGN = "weekly_news", "news_flash", "cross_campaign"
+BROADCAST_HOLDOUT = 10
+
+
+def broadcast_run(m: str, at: datetime, run: str, broadcast: str = NEWSLETTER, *, template: str = "weekly_news",
+                  channel: str | None = "email", holdout: int | None = BROADCAST_HOLDOUT) -> MemberEvent:
+    return parse_event({"type": "broadcast_requested", "event_id": broadcast_event_id(broadcast, run, m),
+                        "member_id": m, "occurred_at": at.isoformat(), "broadcast": broadcast, "run": run,
+                        "template": template, "channel": channel, "holdout_percent": holdout})
+
+
+def flash(m: str, at: datetime, run: str) -> MemberEvent:
+    return broadcast_run(m, at, run, FLASH, holdout=0)
+
+
+def weekly_newsletter_sent(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """Three weekly runs of the newsletter by email, sent at once; a campaign with no channel
+    of its own is routed like a scenario's step (LINE first for an online member) and, run at
+    21:36, waits for 09:00 (quiet hours)."""
+    return [
+        (0, registered(m, t0)),
+        (1, broadcast_run(m, t0 + days(1), "2026w01")),
+        (8, broadcast_run(m, t0 + days(8), "2026w02")),
+        (10.4, broadcast_run(m, t0 + days(10.4), "spring", CAMPAIGN, template="cross_campaign", channel=None)),
+        (15, broadcast_run(m, t0 + days(15), "2026w03")),
+    ]
+
+
+def newsletter_at_the_frequency_cap(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """Three flashes on day 0 fill the cap (3 in 7 days): day 5's newsletter waits for day 7,
+    when the first flash leaves the window, and is sent then. Three more flashes on day 20 and
+    the newsletter an hour later: the cap frees on day 27, after the 3 days a touch may be
+    late, so that run is suppressed (frequency_cap)."""
+    return [
+        (0, registered(m, t0, line=False, reachable=("email",))),
+        *((0, flash(m, t0, f"a{k}")) for k in range(3)),
+        (5, broadcast_run(m, t0 + days(5), "2026w01")),  # postponed to day 7, then sent
+        *((20, flash(m, t0 + days(20), f"b{k}")) for k in range(3)),
+        (20.05, broadcast_run(m, t0 + days(20.05), "2026w03")),  # suppressed: frequency_cap
+    ]
+
+
+def no_consent(m: str, at: datetime) -> MemberEvent:
+    return event("member_registered", m, at, sales_channel="online",
+                 consent={"email": False, "line": False, "sms": False, "push": False, "dm": False},
+                 contact={"email": f"{m}@example.jp"})
+
+
+def newsletter_without_consent(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """Registered without any consent, with a sample: S01's welcome, the newsletter and a
+    routed campaign find no channel (suppressed no_channel); the member opts into email on
+    day 9: the next run is sent, and so is the sample's run-out offer."""
+    return [
+        (0, no_consent(m, t0)),
+        (0, sample(m, t0, "s1", days_supply=14)),
+        (1, broadcast_run(m, t0 + days(1), "2026w01")),
+        (2, broadcast_run(m, t0 + days(2), "spring", CAMPAIGN, template="cross_campaign", channel=None)),
+        (9, event("consent_changed", m, t0 + days(9), channel="email", granted=True)),
+        (10, broadcast_run(m, t0 + days(10), "2026w02")),
+    ]
+
+
+def newsletter_holdout(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """A sample member in the newsletter's own holdout: held out at every run (the same
+    members run after run); S01's touches and a flash of another broadcast, without a
+    holdout, are sent."""
+    return [
+        (0, registered(m, t0)),
+        (0, sample(m, t0, "s1", days_supply=7)),
+        (1, broadcast_run(m, t0 + days(1), "2026w01")),
+        (3, flash(m, t0 + days(3), "c0")),
+        (8, broadcast_run(m, t0 + days(8), "2026w02")),
+    ]
+
+
+def newsletter_run_twice(m: str, t0: datetime) -> list[tuple[float, Step]]:
+    """The same run reaches the member three times: through the event log at 21:36 (routed
+    to LINE, it waits for 09:00), again while it waits (a page retried after its worker was
+    killed), and again after it was sent (a page retried after an outage). One touch."""
+    run = broadcast_run(m, t0 + days(1.4), "2026w01", channel=None)
+    return [
+        (0, registered(m, t0)),
+        (1.4, run),
+        (1.41, Again(run)),
+        (2.5, Again(run)),
+        (8, broadcast_run(m, t0 + days(8), "2026w02")),
     ]
 
 
@@ -279,6 +407,17 @@ JOURNEYS: tuple[Journey, ...] = (
             not_held_out=("S03", "S07", "S08", "S09", "S12"), continues_as_new=True),
     Journey("shop_changes_its_configuration", "send time and S06 changed on day 20, S11 on day 60",
             normal_buyer_goes_dormant, 160, not_held_out=("S03", "S04", "S06", "S11"), changes=SHOP_CHANGES),
+    # v7-broadcasts: members that broadcast runs reach (workflows.broadcasts, the "BC" touch).
+    Journey("weekly_newsletter_sent", "three newsletter runs by email and a routed campaign, all sent",
+            weekly_newsletter_sent, 18, not_held_out=(f"BC:{NEWSLETTER}", f"BC:{CAMPAIGN}")),
+    Journey("newsletter_at_the_frequency_cap", "a run postponed by the cap then sent, one suppressed by it",
+            newsletter_at_the_frequency_cap, 25, not_held_out=(f"BC:{NEWSLETTER}",)),
+    Journey("newsletter_without_consent", "no consent: no_channel; email granted, the next run sent",
+            newsletter_without_consent, 16, not_held_out=("S01", f"BC:{NEWSLETTER}", f"BC:{CAMPAIGN}")),
+    Journey("newsletter_holdout", "in the newsletter's own holdout at every run; S01 and a flash sent",
+            newsletter_holdout, 11, not_held_out=("S01",), held_out=(f"BC:{NEWSLETTER}",)),
+    Journey("newsletter_run_twice", "the same run signalled three times, waiting and decided: one touch",
+            newsletter_run_twice, 11, not_held_out=(f"BC:{NEWSLETTER}",)),
 )
 BOOK = "_book.json"  # the configuration versions in force while a tag was recorded
 
@@ -299,6 +438,8 @@ async def next_local(env: WorkflowEnvironment, at: clock) -> datetime:
 async def _carry_out(pool: asyncpg.Pool, client: Client, journey: Journey, step: Step) -> None:
     if isinstance(step, OutOfBand):
         await step.run(pool, journey.member)
+    elif isinstance(step, Again):
+        await signal_with_start(client, step.event, TASK_QUEUE)
     else:
         await send(client, TASK_QUEUE, step)
 
@@ -352,18 +493,10 @@ async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) 
     # Recorded elsewhere and moved into place when every journey is done: a failed recording
     # leaves no half-filled tag behind.
     staging = Path(tempfile.mkdtemp(prefix=f"histories-{tag}-"))
-    pgdata = Path(tempfile.mkdtemp(prefix="record-histories-pg-"))
-    pg = start_embedded_postgres(pgdata / "pg")
-    pool = await db.create_pool(pg.database_url)
-    await db.migrate(pool)
-    env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=DATA_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
     done = False
     try:
-        await register_search_attributes(env.client, env.client.namespace)
         book = VersionBook()
-        versions.install(TASK_QUEUE, book)
-        async with running_worker(env.client, pool, TASK_QUEUE):
+        async with _servers(book) as (env, pool):
             for journey in journeys:
                 started = time.monotonic()
                 runs = await run(env, pool, journey, book)
@@ -376,15 +509,95 @@ async def record(tag: str, out: Path = HISTORIES, only: set[str] | None = None) 
         (staging / BOOK).write_text(dump_book(book))
         done = True
     finally:
+        if not done:
+            shutil.rmtree(staging, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(staging, folder)
+    return folder
+
+
+@asynccontextmanager
+async def _servers(book: VersionBook) -> AsyncIterator[tuple[WorkflowEnvironment, asyncpg.Pool]]:
+    """A fresh embedded PostgreSQL and time-skipping test server, the real worker on TASK_QUEUE
+    deciding under ``book``; all of it stopped and removed afterwards."""
+    pgdata = Path(tempfile.mkdtemp(prefix="record-histories-pg-"))
+    pg = start_embedded_postgres(pgdata / "pg")
+    pool = await db.create_pool(pg.database_url)
+    await db.migrate(pool)
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=DATA_CONVERTER, test_server_existing_path=binary("temporal-test-server"))
+    try:
+        await register_search_attributes(env.client, env.client.namespace)
+        versions.install(TASK_QUEUE, book)
+        async with running_worker(env.client, pool, TASK_QUEUE):
+            yield env, pool
+    finally:
         versions.uninstall(TASK_QUEUE)
         await env.shutdown()
         await pool.close()
         pg.stop()
         shutil.rmtree(pgdata, ignore_errors=True)
-        if not done:
-            shutil.rmtree(staging, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(staging, folder)
+
+
+# --- a broadcast's run ---------------------------------------------------------------------------
+# One BroadcastWorkflow run (workflows.broadcast) over a few members, for its replay test
+# (test_replay_broadcast.py). Kept apart from the member histories, one folder per tag:
+#
+#     .venv/bin/python -m tests.replay.record_histories v1-first-runner --broadcast
+#     .venv/bin/python -m tests.replay.record_histories v1-first-runner --broadcast --out /tmp/h
+#
+# Record a new tag after a change to BroadcastWorkflow that is meant to keep runs under way
+# compatible (behind workflow.patched); never re-record a tag to make its replay pass.
+BROADCAST_HISTORIES = Path(__file__).parent / "broadcast_histories"
+BROADCAST_NAME = "weekly_newsletter_run"  # the history's file name
+
+
+def broadcast_input() -> BroadcastInput:
+    """The newsletter to every member, two members a page at one member a second: pages,
+    the timers that keep the rate between them, the end's forwarding, the close."""
+    return BroadcastInput(name=NEWSLETTER, run="2026w10", segment_name="everyone",
+                          segment=Segment(description="全会員"), template="weekly_news", channel="email",
+                          holdout_percent=BROADCAST_HOLDOUT, rate_per_second=1, page_size=2)
+
+
+async def run_broadcast(env: WorkflowEnvironment, pool: asyncpg.Pool) -> tuple[WorkflowHistory, BroadcastProgress]:
+    """Six members: four reachable by email, one without consent, one erased after the run's
+    audience was taken (in the event log, not yet in its workflow: the ingress refuses it)."""
+    t0 = await next_local(env, clock(10))
+    reachable = [f"replay-bc-{n}" for n in range(4)]
+    silent, erased = "replay-bc-silent", "replay-bc-erased"
+    await send(env.client, TASK_QUEUE, *(registered(m, t0, line=False, reachable=("email",))
+                                         for m in [*reachable, erased]))
+    await send(env.client, TASK_QUEUE, no_consent(silent, t0))
+    await env.sleep(timedelta(hours=1))
+
+    async def projected() -> None:
+        assert await pool.fetchval("SELECT count(*) FROM members") == 6
+
+    await eventually(projected)
+    late = event("member_erased", erased, t0 + timedelta(minutes=50))
+    await accept(pool, [(1, late)])
+    wanted = await start_run(env.client, pool, broadcast_input(), TASK_QUEUE)
+    progress = await env.client.get_workflow_handle_for(BroadcastWorkflow.run, wanted).result()
+    await send(env.client, TASK_QUEUE, late)
+    await env.sleep(days(1))  # the members' touches are decided (their histories are not kept)
+    return await env.client.get_workflow_handle(wanted).fetch_history(), progress
+
+
+async def record_broadcast(tag: str, out: Path = BROADCAST_HISTORIES) -> Path:
+    folder = out / tag
+    if folder.exists():
+        raise SystemExit(f"{folder} exists: histories of a released version are never re-recorded")
+    async with _servers(VersionBook()) as (env, pool):
+        started = time.monotonic()
+        history, progress = await run_broadcast(env, pool)
+    if (progress.stage, progress.audience, progress.requested, progress.refused) != (Stage.FINISHED, 6, 5, 1):
+        raise SystemExit(f"the run did not go as planned: {progress}")
+    folder.mkdir(parents=True)
+    (folder / f"{BROADCAST_NAME}.json").write_text(history.to_json())
+    print(f"recorded {BROADCAST_NAME}: {progress.pages} pages, {progress.reached} reached, "
+          f"{progress.requested} requested, {progress.refused} refused, {len(history.events)} events, "
+          f"{time.monotonic() - started:.1f} s into {folder}", flush=True)
     return folder
 
 
@@ -520,9 +733,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tests.replay.record_histories", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tag", nargs="?", help="record the journeys into OUT/TAG")
-    parser.add_argument("--out", type=Path, default=HISTORIES, help=f"folder of tags (default {HISTORIES})")
+    parser.add_argument("--out", type=Path, help=f"folder of tags (default {HISTORIES})")
     parser.add_argument("--only", action="append", metavar="JOURNEY", choices=[j.name for j in JOURNEYS],
                         help="record only this journey (repeatable)")
+    parser.add_argument("--broadcast", action="store_true",
+                        help=f"record one BroadcastWorkflow run into OUT/TAG instead (default OUT {BROADCAST_HISTORIES})")
     parser.add_argument("--check", nargs="*", type=Path, metavar="FOLDER",
                         help="summarise recorded histories (default: every tag in the histories folder)")
     args = parser.parse_args(argv)
@@ -532,8 +747,11 @@ def main(argv: list[str] | None = None) -> None:
     if not args.tag:
         parser.error("a TAG to record, or --check")
     _quiet_logs()
+    if args.broadcast:
+        asyncio.run(record_broadcast(args.tag, args.out or BROADCAST_HISTORIES))
+        return
     started = time.monotonic()
-    folder = asyncio.run(record(args.tag, args.out, set(args.only) if args.only else None))
+    folder = asyncio.run(record(args.tag, args.out or HISTORIES, set(args.only) if args.only else None))
     print(f"recorded into {folder} in {time.monotonic() - started:.0f} s\n")
     check(folder)
 

@@ -7,6 +7,8 @@ version applied since — the configuration of today does not change what a hist
 
 from __future__ import annotations
 
+import base64
+import json
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -76,3 +78,25 @@ async def test_the_versions_a_history_ran_under_are_what_it_replays_with(path: P
     """Without the versions in force when it ran, the history's decisions differ: the check bites."""
     result = await _replay(path, VersionBook())
     assert result.replay_failure is not None
+
+
+async def test_a_history_altered_behind_its_back_does_not_replay(tmp_path: Path):
+    """The check bites on what a broadcast's run asked of a member: its newsletter run
+    altered to hold out no one would have been sent (deliver_touch) where the history
+    recorded it held out (record_outcomes). The altered copy lives in tmp_path only."""
+    recorded = Path(__file__).parent / "histories" / "v7-broadcasts" / "newsletter_holdout.json"
+    history = json.loads(recorded.read_text())
+    altered = 0
+    for e in history["events"]:
+        signal = e.get("workflowExecutionSignaledEventAttributes")
+        payload = signal and signal["input"]["payloads"][0]
+        event = payload and json.loads(base64.b64decode(payload["data"]))
+        if event and event["type"] == "broadcast_requested" and event["holdout_percent"] and not altered:
+            payload["data"] = base64.b64encode(json.dumps({**event, "holdout_percent": 0}).encode()).decode()
+            altered += 1
+    assert altered == 1
+    copy = tmp_path / recorded.name
+    copy.write_text(json.dumps(history))
+    book = load_book(recorded.parent / BOOK)
+    assert (await _replay(recorded, book)).replay_failure is None
+    assert (await _replay(copy, book)).replay_failure is not None
