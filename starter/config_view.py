@@ -55,8 +55,19 @@ def summary(shop: LoadedShop) -> list[str]:
         f"  templates  {len(shop.templates)} of the shop's own"
         + (f" in {config.templates.directory}" if config.templates.directory else ""),
         f"  segments   {', '.join(config.segments) or 'none'}",
+        f"  broadcasts {_broadcasts(config)}",
         f"  digest     {shop.digest[:12]}",
     ]
+
+
+def _broadcasts(config: ShopConfig) -> str:
+    """``weekly_news (mailmag_email, email, 0 10 * * MON), nyusan_trial (teiki_no_nyusan, routed, by hand)``."""
+    if not config.broadcasts:
+        return "none"
+    listed = ", ".join(f"{name} ({b.segment}, {b.channel.value if b.channel else 'routed'}, "
+                       f"{b.schedule or 'by hand'})" for name, b in config.broadcasts.items())
+    scheduled = any(b.schedule for b in config.broadcasts.values())
+    return listed + (f"; schedules in {config.shop.timezone}" if scheduled else "")
 
 
 def _switches(config: ShopConfig) -> tuple[list[str], list[str]]:

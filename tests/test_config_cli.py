@@ -35,6 +35,23 @@ def test_check_passes_the_example_and_says_what_it_configures(capsys: pytest.Cap
     assert load_shop_config(EXAMPLE).digest[:12] in out
 
 
+def test_check_lists_the_broadcasts_with_segment_channel_and_schedule(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "check", str(EXAMPLE)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    segments = next(i for i, line in enumerate(lines) if line.startswith("  segments   "))
+    assert lines[segments + 1] == (
+        "  broadcasts weekly_news (mailmag_email, email, 0 10 * * MON), monthly_dm (offline_lapsing, dm, 0 9 1 * *), "
+        "nyusan_trial (teiki_no_nyusan, routed, by hand); schedules in Asia/Tokyo")
+
+    path = shop_copy(tmp_path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[:text.index("\n[broadcasts.") + 1], encoding="utf-8")
+    shutil.rmtree(tmp_path / "shop-templates" / "BC")  # no broadcast's copy without a broadcast
+    assert main(["config", "check", str(path)]) == 0
+    assert "\n  broadcasts none\n" in capsys.readouterr().out
+
+
 def test_check_prints_each_problem_with_its_line_and_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = shop_copy(tmp_path, "every_days = 180", "every_days = 3")
     line = path.read_text(encoding="utf-8").splitlines().index("every_days = 3") + 1
