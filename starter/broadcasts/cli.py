@@ -7,6 +7,7 @@ or Temporal / PostgreSQL out of reach; 2 an argument or configuration that canno
 from __future__ import annotations
 
 import argparse
+import asyncio
 import re
 import sys
 from datetime import datetime, timezone
@@ -20,6 +21,7 @@ from worker.shop_config import LoadedShop, ShopConfigError, load_shop_config
 from workflows.broadcast_messages import run_id
 
 SAMPLE = 10
+CONNECT_TIMEOUT = 5.0  # list and show ask Temporal about schedules, and print without them if it is away
 _RUN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.:-]{0,47}$")  # workflows.events.RunId
 
 
@@ -111,8 +113,29 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
             done = await runs(pool)
     except ShopConfigError as error:
         return _problems(error)
-    emit("\n".join(text.listing(every, done, every[0].timezone if every else text.DEFAULT_TIMEZONE)))
+    schedules = await _schedules(settings.with_dev_stack(), [f.name for f in every])
+    emit("\n".join(text.listing(every, done, every[0].timezone if every else text.DEFAULT_TIMEZONE, schedules)))
     return 0
+
+
+async def _schedules(settings: Settings, names: list[str]) -> text.Schedules:
+    """Which of these broadcasts have a Temporal Schedule now; why not known, if Temporal is out of reach."""
+    from temporalio.service import RPCError
+
+    from starter.broadcasts.schedules import existing
+    from worker.client import connect
+
+    if not names:
+        return text.Schedules({})
+    try:
+        client = await asyncio.wait_for(connect(settings), CONNECT_TIMEOUT)
+        return text.Schedules(await asyncio.wait_for(existing(client, names), CONNECT_TIMEOUT * 2))
+    except RPCError as error:
+        return text.Schedules(unreachable=f"Temporal at {settings.temporal_address} answered {error.status.name}")
+    except (RuntimeError, OSError, asyncio.TimeoutError) as error:
+        if not settings.temporal_address:  # connect's own words: TEMPORAL_ADDRESS is not set and no dev stack …
+            return text.Schedules(unreachable=str(error))
+        return text.Schedules(unreachable=f"Temporal at {settings.temporal_address} is not reachable")
 
 
 async def _send(settings: Settings, args: argparse.Namespace) -> int:
@@ -170,7 +193,8 @@ async def _show(settings: Settings, args: argparse.Namespace) -> int:
     if sending:
         progress = await text.live_progress(lambda: connect(settings), sending)
     zone = found.timezone if found else text.DEFAULT_TIMEZONE
-    emit("\n".join(text.details(args.name, found, done, progress, zone)))
+    schedules = await _schedules(settings, [args.name])
+    emit("\n".join(text.details(args.name, found, done, progress, zone, schedules)))
     return 0
 
 

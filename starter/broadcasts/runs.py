@@ -144,7 +144,7 @@ SELECT r.*,
           AND b.verdict = 'refused') AS refused
 FROM broadcast_runs r
 WHERE ($1::text IS NULL OR r.broadcast = $1) AND ($2::text IS NULL OR r.run = $2)
-ORDER BY r.broadcast, r.started_at DESC
+ORDER BY r.started_at DESC, r.broadcast, r.run
 """
 _OUTCOMES = f"""
 SELECT step AS broadcast, occurrence AS run, outcome, reason, count(*) AS n FROM touches
@@ -154,7 +154,7 @@ GROUP BY 1, 2, 3, 4
 
 
 async def runs(pool: asyncpg.Pool, name: str | None = None, run: str | None = None) -> list[RunFigures]:
-    """Every run (of ``name``; only ``run``), newest first per broadcast, with its outcomes."""
+    """Every run (of ``name``; only ``run``), newest first (by start), with its outcomes."""
     found = {}
     for r in await pool.fetch(_RUNS, name, run):
         found[(r["broadcast"], r["run"])] = RunFigures(

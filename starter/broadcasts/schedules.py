@@ -12,7 +12,7 @@ criteria too): ``goldenroute broadcast schedule`` again takes up a changed confi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio.client import (
     Client, Schedule, ScheduleActionStartWorkflow, ScheduleHandle, ScheduleOverlapPolicy, SchedulePolicy,
@@ -41,6 +41,7 @@ class Scheduled:
     timezone: str | None
     input: BroadcastInput | None
     paused: bool = False
+    next: tuple[datetime, ...] = ()  # the next firings Temporal has computed
 
 
 def schedule(wanted: Wanted, task_queue: str) -> Schedule:
@@ -70,7 +71,17 @@ async def current(client: Client, name: str) -> Scheduled | None:
             [found] = await converter.decode(list(action.args), [BroadcastInput])
         except Exception:  # noqa: BLE001 — an input of an older shape: it is replaced
             found = None
-    return Scheduled(cron, described.schedule.spec.time_zone_name, found, described.schedule.state.paused)
+    return Scheduled(cron, described.schedule.spec.time_zone_name, found, described.schedule.state.paused,
+                     tuple(described.info.next_action_times[:2]))
+
+
+async def existing(client: Client, names: list[str]) -> dict[str, Scheduled | None]:
+    """Each broadcast's schedule as Temporal has it now (None: there is none).
+
+    One describe per name, not ``list_schedules``: the list comes from Temporal's visibility
+    store, which lags a moment behind a schedule just created or deleted.
+    """
+    return {name: await current(client, name) for name in names}
 
 
 def changes(before: Scheduled, wanted: Wanted) -> list[str]:

@@ -7,6 +7,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from starter.broadcasts.runs import Configured, RunFigures
+from starter.broadcasts.schedules import Scheduled
 from starter.reports.period import DEFAULT_TIMEZONE
 from starter.segments.cli import criteria_text, describe
 from starter.segments.store import Found
@@ -14,7 +15,8 @@ from starter.table import local_date, scenario_label, table
 from workflows.broadcast_messages import BroadcastProgress
 from workflows.broadcasts import BROADCAST
 
-__all__ = ["DEFAULT_TIMEZONE", "details", "dry_run", "listing", "live_progress", "scheduled", "started"]
+__all__ = ["DEFAULT_TIMEZONE", "Schedules", "details", "dry_run", "listing", "live_progress", "schedule_line",
+           "scheduled", "started"]
 
 LABEL = scenario_label(BROADCAST)  # BC 一斉配信
 
@@ -35,14 +37,102 @@ def suppressed_text(figures: RunFigures) -> str:
     return ", ".join(f"{reason} {n:,}" for reason, n in figures.suppressed.most_common()) or "-"
 
 
-def listing(every: list[Configured], done: list[RunFigures], zone: str) -> list[str]:
+class Schedules:
+    """What Temporal said of the broadcasts' schedules (``broadcast-{name}``), or why it could not.
+
+    ``found[name]`` is the schedule, None when there is none; ``unreachable`` says why nothing
+    is known (then ``found`` is empty)."""
+
+    def __init__(self, found: dict[str, Scheduled | None] | None = None, unreachable: str | None = None) -> None:
+        self.found, self.unreachable = found or {}, unreachable
+
+    def known(self, name: str) -> bool:
+        return self.unreachable is None and name in self.found
+
+
+def schedule_line(name: str, found: Configured | None, schedules: Schedules, zone: str) -> str:
+    """``show``'s schedule: the configuration's cron, and whether Temporal has a schedule for it."""
+    cron = found.broadcast.schedule if found else None
+    configured_ = f"{cron} ({found.timezone})" if cron and found else None
+    if not schedules.known(name):
+        if not configured_:
+            return "none: sent by hand" if found else "none in the configuration"
+        return f"{configured_}, whether it is scheduled is unknown: {schedules.unreachable or 'not checked'}"
+    state = schedules.found[name]
+    if state is None:
+        if not configured_:
+            return "none: sent by hand" if found else "none in the configuration, none in Temporal"
+        return f"{configured_}, not scheduled — run goldenroute broadcast schedule {name}"
+    nxt = _next(state, zone)
+    if not configured_:
+        return (f"none in the configuration, yet scheduled in Temporal ({_temporal_cron(state)}): {nxt} — "
+                f"goldenroute broadcast unschedule {name} stops it")
+    if _differs(state, found):
+        return (f"{configured_}, but scheduled as {_temporal_cron(state)}: {nxt} — run goldenroute broadcast "
+                f"schedule {name} to take up the configuration")
+    return f"{configured_}, scheduled: {nxt}"
+
+
+def _next(state: Scheduled, zone: str) -> str:
+    if state.paused:
+        return "paused"
+    return f"next {when(state.next[0], zone)}" if state.next else "no next firing"
+
+
+def _temporal_cron(state: Scheduled) -> str:
+    return f"{state.cron or '?'} ({state.timezone or '?'})"
+
+
+def _differs(state: Scheduled, found: Configured) -> bool:
+    return (state.cron is not None and state.cron != found.broadcast.schedule) or (
+        state.timezone is not None and state.timezone != found.timezone)
+
+
+def _scheduled_cell(f: Configured, schedules: Schedules, zone: str) -> str:
+    if not schedules.known(f.name):
+        return "?" if f.broadcast.schedule else "-"
+    state = schedules.found[f.name]
+    if state is None:
+        return "no" if f.broadcast.schedule else "-"
+    cell = _next(state, zone)
+    return cell if f.broadcast.schedule and not _differs(state, f) else f"as {state.cron or '?'}: {cell}"
+
+
+def _schedule_notes(every: list[Configured], schedules: Schedules) -> list[str]:
+    if schedules.unreachable is not None:
+        return ([f"scheduled: not known — {schedules.unreachable}"] if any(f.broadcast.schedule for f in every)
+                else [])
+    notes, missing = [], []
+    for f in every:
+        if not schedules.known(f.name):
+            continue
+        state = schedules.found[f.name]
+        if state is None:
+            if f.broadcast.schedule:
+                missing.append(f.name)
+        elif not f.broadcast.schedule:
+            notes.append(f"{f.name}: scheduled in Temporal, but no schedule in the configuration: "
+                         f"`goldenroute broadcast unschedule {f.name}` stops it")
+        elif _differs(state, f):
+            notes.append(f"{f.name}: scheduled as {_temporal_cron(state)}, not as configured: "
+                         f"`goldenroute broadcast schedule {f.name}` takes up the configuration")
+    if missing:
+        notes.insert(0, f"not scheduled in Temporal: {', '.join(missing)} — `goldenroute broadcast schedule` "
+                        f"creates {'its schedule' if len(missing) == 1 else 'their schedules'}")
+    return notes
+
+
+def listing(every: list[Configured], done: list[RunFigures], zone: str,
+            schedules: Schedules | None = None) -> list[str]:
+    schedules = schedules or Schedules(unreachable="Temporal was not asked")
     if every:
         head = [f"{LABEL}: {len(every)} broadcasts in {every[0].origin}"]
         rows = [[f.name, f.broadcast.description, f.broadcast.segment, f.broadcast.template_name(f.name),
                  f.broadcast.channel.value if f.broadcast.channel else "routed", holdout_text(f),
-                 f.broadcast.schedule or "by hand"] for f in every]
+                 f.broadcast.schedule or "by hand", _scheduled_cell(f, schedules, zone)] for f in every]
         head += table(["name", "description", "segment", "template", "channel", "holdout",
-                       f"schedule ({zone})"], rows)
+                       f"schedule ({zone})", "scheduled"], rows)
+        head += _schedule_notes(every, schedules)
     else:
         head = [f"{LABEL}: no broadcasts configured ([broadcasts.NAME] in the shop file, "
                 "then `goldenroute config apply FILE`, or --config FILE)"]
@@ -116,9 +206,12 @@ async def live_progress(connect, sending: list[RunFigures]) -> dict[str, Broadca
 
 
 def details(name: str, found: Configured | None, done: list[RunFigures], progress: dict[str, BroadcastProgress],
-            zone: str) -> list[str]:
+            zone: str, schedules: Schedules | None = None) -> list[str]:
+    schedules = schedules or Schedules(unreachable="Temporal was not asked")
     if found is None:
         lines = [f"{name} ({LABEL}): no longer configured; its runs:"]
+        if schedules.known(name) and schedules.found[name] is not None:
+            lines.insert(1, f"  schedule    {schedule_line(name, None, schedules, zone)}")
     else:
         b = found.broadcast
         lines = [
@@ -127,7 +220,7 @@ def details(name: str, found: Configured | None, done: list[RunFigures], progres
             f"  segment     {b.segment}",
             f"  template    {b.template_name(name)}, {b.channel.value if b.channel else 'routed'}",
             f"  holdout     {holdout_text(found)}",
-            f"  schedule    {b.schedule + f' ({found.timezone})' if b.schedule else 'none: sent by hand'}",
+            f"  schedule    {schedule_line(name, found, schedules, zone)}",
             f"  pace        {b.rate_per_second:g} members a second",
         ]
     if not done:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime, timezone
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -111,6 +112,14 @@ async def test_schedule_creates_updates_and_deletes_a_schedule_in_the_shops_time
                         r"\d{4}-\d\d-\d\d\(月\) 10:00", out[2]), out
     described = await cli.get_schedule_handle(schedule_id("bc_weekly")).describe()
     assert described.schedule.spec.time_zone_name == "Asia/Tokyo"
+    # show and list ask Temporal, not the configuration, whether it is scheduled
+    assert await goldenroute("broadcast", "show", "bc_weekly", *config) == 0
+    assert re.search(r"\n  schedule    0 10 \* \* MON \(Asia/Tokyo\), scheduled: next \d{4}-\d\d-\d\d\(月\) 10:00\n",
+                     capsys.readouterr().out)
+    assert await goldenroute("broadcast", "list", *config) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nbc_weekly .+ 0 10 \* \* MON +next \d{4}-\d\d-\d\d\(月\) 10:00\n", out), out
+    assert re.search(r"\nbc_once .+ by hand +-\n", out) and "not scheduled in Temporal" not in out
     assert described.schedule.policy.overlap.name == "SKIP"
     assert await goldenroute("broadcast", "schedule", "bc_weekly", *config) == 0
     assert capsys.readouterr().out.startswith("bc_weekly: unchanged: 0 10 * * MON (Asia/Tokyo); next ")
@@ -139,8 +148,40 @@ async def test_schedule_creates_updates_and_deletes_a_schedule_in_the_shops_time
 
     assert await goldenroute("broadcast", "unschedule", "bc_weekly") == 0
     assert capsys.readouterr().out.startswith("bc_weekly: schedule deleted")
+    assert await goldenroute("broadcast", "show", "bc_weekly", *config) == 0
+    assert ("\n  schedule    0 10 * * MON (Asia/Tokyo), not scheduled — run goldenroute broadcast schedule bc_weekly\n"
+            in capsys.readouterr().out)
+    assert await goldenroute("broadcast", "list", *config) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\nbc_weekly .+ 0 10 \* \* MON +no\n", out), out
+    assert "not scheduled in Temporal: bc_weekly — `goldenroute broadcast schedule` creates its schedule" in out
     assert await goldenroute("broadcast", "unschedule", "bc_weekly") == 1
     assert "no schedule for broadcast bc_weekly" in capsys.readouterr().err
+
+
+async def test_list_and_show_without_temporal_and_runs_newest_first(
+        cli, versions_pool, shop_file, monkeypatch, capsys):
+    """Runs of several broadcasts, newest first whatever their names; Temporal away: a note, no crash."""
+    for broadcast, run, day in (("bc_weekly", "w-old", 20), ("bc_once", "o-1", 25), ("bc_weekly", "w-new", 30)):
+        started = datetime(2026, 11, day, 1, tzinfo=timezone.utc)
+        await versions_pool.execute(
+            "INSERT INTO broadcast_runs (broadcast, run, workflow_id, definition, requested_at, as_of, audience, "
+            "status, started_at, finished_at) VALUES ($1, $2, $3, '{}', $4, $4, 0, "
+            "'finished', $4, $4)", broadcast, run, f"broadcast-{broadcast}-{run}", started)
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+    config = ["--config", str(shop_file)]
+    assert await goldenroute("broadcast", "list", *config) == 0
+    out = capsys.readouterr().out
+    runs = out[out.index("runs (newest first):"):].splitlines()[3:]
+    assert [line.split()[:2] for line in runs] == [["bc_weekly", "w-new"], ["bc_once", "o-1"], ["bc_weekly", "w-old"]]
+    assert re.search(r"\nbc_weekly .+ 0 10 \* \* MON +\?\n", out), out
+    assert "\nscheduled: not known — Temporal at 127.0.0.1:1 is not reachable\n" in out
+
+    assert await goldenroute("broadcast", "show", "bc_weekly", *config) == 0
+    out = capsys.readouterr().out
+    assert ("\n  schedule    0 10 * * MON (Asia/Tokyo), whether it is scheduled is unknown: Temporal at 127.0.0.1:1 "
+            "is not reachable\n") in out
+    assert out.index("run w-new: finished") < out.index("run w-old: finished")
 
 
 async def test_cancel_stops_a_run_between_pages(cli, versions_pool, task_queue, capsys):
@@ -165,3 +206,32 @@ async def test_cancel_stops_a_run_between_pages(cli, versions_pool, task_queue, 
 
 async def _status(handle, wanted) -> None:
     assert (await handle.describe()).status == wanted
+
+
+def test_the_schedule_line_says_what_temporal_has_against_the_configuration():
+    from starter.broadcasts.runs import Configured
+    from starter.broadcasts.schedules import Scheduled
+    from starter.broadcasts.text import Schedules, schedule_line
+    from workflows.shop import Broadcast
+
+    weekly = Configured("nl", Broadcast(description="d", segment="s", schedule="0 10 * * MON"), "file x",
+                        "Asia/Tokyo", 10)
+    by_hand = Configured("nl", Broadcast(description="d", segment="s"), "file x", "Asia/Tokyo", 10)
+    monday = datetime(2026, 12, 7, 1, tzinfo=timezone.utc)
+
+    def line(found, state, paused=False, cron="0 10 * * MON"):
+        known = Schedules({"nl": state and Scheduled(cron, "Asia/Tokyo", None, paused, (monday,))})
+        return schedule_line("nl", found, known, "Asia/Tokyo")
+
+    assert line(weekly, True) == "0 10 * * MON (Asia/Tokyo), scheduled: next 2026-12-07(月) 10:00"
+    assert line(weekly, True, paused=True) == "0 10 * * MON (Asia/Tokyo), scheduled: paused"
+    assert line(weekly, True, cron="0 9 * * TUE") == (
+        "0 10 * * MON (Asia/Tokyo), but scheduled as 0 9 * * TUE (Asia/Tokyo): next 2026-12-07(月) 10:00 — run "
+        "goldenroute broadcast schedule nl to take up the configuration")
+    assert line(weekly, None) == "0 10 * * MON (Asia/Tokyo), not scheduled — run goldenroute broadcast schedule nl"
+    assert line(by_hand, None) == "none: sent by hand"
+    assert line(by_hand, True) == (
+        "none in the configuration, yet scheduled in Temporal (0 10 * * MON (Asia/Tokyo)): next 2026-12-07(月) "
+        "10:00 — goldenroute broadcast unschedule nl stops it")
+    assert schedule_line("nl", weekly, Schedules(unreachable="Temporal at x is not reachable"), "Asia/Tokyo") == (
+        "0 10 * * MON (Asia/Tokyo), whether it is scheduled is unknown: Temporal at x is not reachable")
