@@ -159,6 +159,35 @@ def test_the_summary_counts_each_outcome_apart() -> None:
     assert completed.exit_status == 1
 
 
+def test_the_summary_counts_what_the_running_engine_forwarded_meanwhile() -> None:
+    """`send` while `goldenroute dev` runs: its forwarder takes some of the same members' events."""
+    accepted = [_verdict(n, ACCEPTED, f"m-{n}") for n in range(1, 301)]
+    racing = Sent(parse_lines(b""), verdicts=accepted, forwarded=ForwardResult(forwarded=184, members=199, busy=15,
+                                                                               waiting=15),
+                  elsewhere=101, pending=15, held=15)
+    assert summary(racing)[1:] == [
+        "forwarded 184 events to the member workflows here, 101 by another forwarder (the running engine's, or "
+        "another send's) meanwhile",
+        "not yet forwarded: 15 events: that forwarder is signalling them now",
+    ]
+    released = Sent(parse_lines(b""), verdicts=accepted, forwarded=ForwardResult(forwarded=184, members=199),
+                    elsewhere=101, pending=15, held=3)
+    assert summary(released)[2] == (
+        "not yet forwarded: 15 events stored in PostgreSQL: that forwarder is signalling 3 of them now, the running "
+        "engine's forwarder takes the rest up on its next round (or the next `send` does)")
+    # Only a busy member seen (its events still leased by the other): no "when the engine runs".
+    busy = Sent(parse_lines(b""), verdicts=accepted[:2], forwarded=ForwardResult(forwarded=1, members=2, busy=1,
+                                                                                 waiting=1), pending=1, held=1)
+    assert summary(busy)[1:] == [
+        "forwarded 1 event to the member workflows",
+        "not yet forwarded: 1 event: another forwarder (the running engine's, or another send's) is signalling it now"]
+    # Alone, with Temporal failing half-way: the events wait for the engine.
+    alone = Sent(parse_lines(b""), verdicts=accepted[:2], forwarded=ForwardResult(forwarded=1, members=2, waiting=1),
+                 pending=1)
+    assert summary(alone)[2] == ("not yet forwarded: 1 event stored in PostgreSQL and forwarded when the engine runs "
+                                 "(`goldenroute dev` or `goldenroute serve`, or the next `send`)")
+
+
 # --- discovery: explicit env, then the checkout, then the user's running stack --------------------
 
 
@@ -342,6 +371,42 @@ async def test_events_are_stored_while_temporal_is_unreachable_and_forwarded_lat
         "forwarded 2 events to the member workflows",
     ], _said(up)
     assert all(r["forwarded_at"] is not None for r in await _logged(pool, member_id))
+
+
+async def test_send_counts_the_events_another_forwarder_took_meanwhile(
+        database_url: str, dev_server_env, task_queue: str, pool: asyncpg.Pool, member_id: str, monkeypatch) -> None:
+    """Forwarded here + by the running engine meanwhile + still waiting = accepted, each said as it is."""
+    from starter.ingress import send as send_module
+    from starter.ingress.forwarder import Forwarder
+
+    members = [f"{member_id}-{n}" for n in range(6)]
+    engine = Forwarder(pool, dev_server_env.client, task_queue)
+    holding = members[3]
+
+    class Racing(Forwarder):
+        """This send's forwarder, beaten to some members by the engine's."""
+
+        async def forward_pending(self, member_ids=None, progress=None, track=False):
+            await engine.forward_pending(members[:3])  # forwarded by the engine before this send got to them
+            await pool.execute("UPDATE member_events SET lease_until = now() + interval '2 minutes' "
+                               "WHERE member_id = $1", holding)  # the engine is signalling this one now
+            return await super().forward_pending(member_ids, progress, track)
+
+    monkeypatch.setattr(send_module, "Forwarder", Racing)
+    settings = Settings(database_url=database_url, task_queue=task_queue,
+                        temporal_address=dev_server_env.client.service_client.config.target_host)
+    try:
+        sent = await send_module.send(settings, ndjson(*(line(f"{m}-1", m) for m in members)))
+    finally:
+        await pool.execute("UPDATE member_events SET lease_until = NULL WHERE member_id = $1", holding)
+    assert (sent.forwarded.forwarded, sent.elsewhere, sent.pending, sent.held) == (2, 3, 1, 1)
+    assert sent.forwarded.busy == 1
+    assert summary(sent) == [
+        "accepted 6 events for 6 members",
+        "forwarded 2 events to the member workflows here, 3 by another forwarder (the running engine's, or "
+        "another send's) meanwhile",
+        "not yet forwarded: 1 event: that forwarder is signalling it now",
+    ]
 
 
 async def test_send_and_report_find_the_running_stack_from_another_directory(

@@ -69,7 +69,11 @@ class ForwardResult:
     forwarded: int = 0
     members: int = 0
     waiting: int = 0  # members whose events wait for Temporal (or another forwarder) to be forwarded
+    busy: int = 0  # of those, members another forwarder was signalling (their events were not leased here)
     refused: list[str] = field(default_factory=list)  # "member: event: why", e.g. the member was erased
+    # forward_pending(track=True): the events this round marked (forwarded or refused); what another
+    # forwarder did to the same members' events meanwhile is the rest (see starter.ingress.send).
+    handled: set[str] | None = field(default=None, repr=False)
 
 
 async def forward_lag(pool: asyncpg.Pool) -> float | None:
@@ -104,16 +108,17 @@ class Forwarder:
                 pass
 
     async def forward_pending(self, member_ids: Sequence[str] | None = None,
-                              progress: Callable[[], None] | None = None) -> ForwardResult:
+                              progress: Callable[[], None] | None = None, track: bool = False) -> ForwardResult:
         """One round: every member with unforwarded events (or these members), each in seq order.
 
-        ``progress`` is called once per member done (a progress bar's update).
+        ``progress`` is called once per member done (a progress bar's update); ``track`` keeps
+        the ids of the events this round marked in ``handled``.
         """
         if member_ids is None:
             members = [r["member_id"] for r in await self._pool.fetch(_PENDING_MEMBERS, BATCH_MEMBERS)]
         else:
             members = [r["member_id"] for r in await self._pool.fetch(_PENDING_OF, list(member_ids))]
-        result = ForwardResult(members=len(members))
+        result = ForwardResult(members=len(members), handled=set() if track else None)
         if members and not await self._temporal_serves():
             result.waiting = len(members)  # nothing is held: the accepting side keeps its connections
             return result
@@ -127,7 +132,8 @@ class Forwarder:
 
         await asyncio.gather(*(one(m) for m in members))
         if result.forwarded or result.waiting:
-            log.info("forward.round", forwarded=result.forwarded, members=result.members, waiting=result.waiting)
+            log.info("forward.round", forwarded=result.forwarded, members=result.members, waiting=result.waiting,
+                     busy=result.busy)
         return result
 
     async def _temporal_serves(self) -> bool:
@@ -144,6 +150,7 @@ class Forwarder:
         leased = await self._lease(member_id)
         if not leased:
             result.waiting += 1  # another forwarder is signalling this member now
+            result.busy += 1
             return
         done: list[tuple[str, str | None]] = []
         failed: str | None = None
@@ -162,6 +169,8 @@ class Forwarder:
                 await conn.execute(_RELEASE, rest)
                 await conn.execute(_FAILED, rest[0], failed)
         result.forwarded += sum(err is None for _, err in done)
+        if result.handled is not None:
+            result.handled.update(e for e, _ in done)
 
     async def _lease(self, member_id: str) -> list[asyncpg.Record]:
         async with self._pool.acquire() as conn, conn.transaction():

@@ -9,6 +9,7 @@ next ``send``) forwards them: that is no failure of ``send``.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -25,7 +26,18 @@ from worker.main import database
 from worker.settings import Settings
 
 CONNECT_TIMEOUT = 10.0
-_PENDING = "SELECT count(*) FROM member_events WHERE forwarded_at IS NULL AND member_id = ANY($1::text[])"
+_UNFORWARDED = "SELECT event_id FROM member_events WHERE forwarded_at IS NULL AND member_id = ANY($1::text[])"
+# What became of the events this send is about (accepted now, or stored earlier and not yet
+# forwarded), once its own forwarding is done: ``$2`` the ones it marked itself.
+_AFTERWARDS = """
+SELECT count(*) FILTER (WHERE forwarded_at IS NULL) AS pending,
+       count(*) FILTER (WHERE forwarded_at IS NULL AND lease_until > now()) AS held,
+       count(*) FILTER (WHERE forwarded_at IS NOT NULL AND forward_error IS NULL
+                          AND NOT event_id = ANY($2::text[])) AS elsewhere,
+       count(*) FILTER (WHERE forwarded_at IS NOT NULL AND forward_error IS NOT NULL
+                          AND NOT event_id = ANY($2::text[])) AS refused_elsewhere
+FROM member_events WHERE event_id = ANY($1::text[])
+"""
 
 
 @dataclass
@@ -35,6 +47,10 @@ class Sent:
     forwarded: ForwardResult | None = None  # None: Temporal was not reached
     unreachable: str | None = None  # why not
     pending: int = 0  # events of these members stored but not yet forwarded
+    # Another forwarder (the running engine's ingress, or another send) at the same members meanwhile:
+    elsewhere: int = 0  # events it forwarded while this send forwarded the rest
+    refused_elsewhere: int = 0  # events it found it cannot forward (its log says why)
+    held: int = 0  # of ``pending``, events it holds a lease on: it is signalling them now
     shift: Shift | None = None  # --now: how the timeline was moved
     now: datetime | None = None  # --now: the moment it was moved to
 
@@ -63,12 +79,19 @@ async def send(settings: Settings, data: bytes, now: datetime | None = None) -> 
             client = await _connect(settings, sent)
             sent.verdicts = await accept(pool, sent.parsed.numbered, source="cli")
             members = sorted({v.member_id for v in sent.verdicts if v.status != REJECTED and v.member_id})
+            if members:
+                # This send's events: the ones it accepted, and its members' older ones still to go.
+                ours = {v.event_id for v in sent.of(ACCEPTED)} | {
+                    r["event_id"] for r in await pool.fetch(_UNFORWARDED, members)}
             if members and client is not None:
                 with progress_bar("forwarding", "members", len(members)) as bar:
                     sent.forwarded = await Forwarder(pool, client, settings.task_queue).forward_pending(
-                        members, progress=bar.update)
+                        members, progress=bar.update, track=True)
             if members:
-                sent.pending = await pool.fetchval(_PENDING, members)
+                marked = sent.forwarded.handled if sent.forwarded and sent.forwarded.handled else set()
+                after = await pool.fetchrow(_AFTERWARDS, sorted(ours), sorted(marked))
+                sent.pending, sent.held = after["pending"], after["held"]
+                sent.elsewhere, sent.refused_elsewhere = after["elsewhere"], after["refused_elsewhere"]
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
         # accept is one transaction: before it returned, nothing of the input was stored.
         stored = "the accepted events are stored" if sent.verdicts else "nothing was stored"
@@ -118,19 +141,54 @@ def summary(sent: Sent) -> list[str]:
     return [*shifted, "; ".join(parts), *_forwarding(sent)]
 
 
+OTHER = "another forwarder (the running engine's, or another send's)"
+
+
 def _forwarding(sent: Sent) -> list[str]:
-    waiting = (f"{_count(sent.pending, 'event')} stored in PostgreSQL and forwarded when the engine runs "
-               f"(`goldenroute dev` or `goldenroute serve`, or the next `send`)")
-    if sent.unreachable:
-        return [f"{sent.unreachable}: {waiting}"] if sent.pending else []
+    """Forwarded here, forwarded meanwhile by another forwarder, refused, waiting: they add up to
+    the events this send is about (accepted now, or stored earlier and not yet forwarded)."""
+    here = sent.forwarded.forwarded if sent.forwarded else 0
+    named = []  # another forwarder is introduced once, then "it"
+
+    def other() -> str:
+        said = bool(named)
+        named.append(True)
+        return "that forwarder" if said else OTHER
+
     lines = []
-    if sent.forwarded and sent.forwarded.forwarded:
-        lines.append(f"forwarded {_count(sent.forwarded.forwarded, 'event')} to the member workflows")
+    if sent.unreachable:
+        if sent.pending:
+            lines.append(f"{sent.unreachable}: {_count(sent.pending, 'event')} stored in PostgreSQL and forwarded "
+                         f"when the engine runs (`goldenroute dev` or `goldenroute serve`, or the next `send`)")
+        if sent.elsewhere:
+            lines.append(f"{_count(sent.elsewhere, 'event')} forwarded meanwhile by {other()}")
+    elif sent.elsewhere:
+        lines.append(f"forwarded {_count(here, 'event')} to the member workflows here, "
+                     f"{sent.elsewhere} by {other()} meanwhile")
+    elif here:
+        lines.append(f"forwarded {_count(here, 'event')} to the member workflows")
     if sent.forwarded and sent.forwarded.refused:
         lines.append(f"{_count(len(sent.forwarded.refused), 'event')} cannot be forwarded (listed above)")
-    if sent.forwarded and sent.pending:
-        lines.append(f"not yet forwarded: {waiting}")
+    if sent.refused_elsewhere:
+        lines.append(f"{_count(sent.refused_elsewhere, 'event')} cannot be forwarded, as {other()} found "
+                     "(its log says why)")
+    if sent.pending and not sent.unreachable:
+        busy = sent.forwarded.busy if sent.forwarded else 0
+        lines.append(_waiting(sent, other if named or sent.held or busy else None))
     return lines
+
+
+def _waiting(sent: Sent, other: Callable[[], str] | None) -> str:
+    """The events still in the log: whether another forwarder is at them, or they wait for the engine."""
+    waiting = f"not yet forwarded: {_count(sent.pending, 'event')}"
+    if other is None:
+        return (f"{waiting} stored in PostgreSQL and forwarded when the engine runs "
+                f"(`goldenroute dev` or `goldenroute serve`, or the next `send`)")
+    if sent.held == sent.pending:
+        return f"{waiting}: {other()} is signalling {'it' if sent.pending == 1 else 'them'} now"
+    held = f"{other()} is signalling {sent.held} of them now, " if sent.held else ""
+    return (f"{waiting} stored in PostgreSQL: {held}the running engine's forwarder takes "
+            f"{'the rest' if sent.held else 'them'} up on its next round (or the next `send` does)")
 
 
 def _count(n: int, noun: str) -> str:
