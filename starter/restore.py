@@ -17,7 +17,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.restore import Logged, count_logged
-from workflows.member import MemberWorkflow, workflow_id
+from workflows.member import BORN_WITH, MemberWorkflow, workflow_id
 from workflows.messages import MemberInput
 
 
@@ -51,7 +51,7 @@ async def restore_member(client: Client, pool: asyncpg.Pool, member_id: str, tas
     try:
         started = await client.start_workflow(
             MemberWorkflow.run,
-            MemberInput(member_id=member_id, restore=True),
+            MemberInput(member_id=member_id, restore=True, born_with=BORN_WITH),
             id=workflow_id(member_id),
             task_queue=task_queue,
             # The same policy as the ingress: an erased member's completed run is never started again.

@@ -66,6 +66,13 @@ NETWORK_CHANNELS = frozenset({Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.
 # NextTouchAt lives in the members read model only (SPEC §6), not in a search attribute that
 # cost an upsert at nearly every wake-up (99 of 140 upserts of the cost benchmark's year).
 NEXT_TOUCH_PATCH = "next-touch-at-in-the-read-model-only"
+# Every patch above: a run started by this code (the ingress, `member restore`, the preview,
+# continue-as-new) is born with them and records no marker for them (MemberInput.born_with):
+# seven markers and seven TemporalChangeVersion upserts less at each new member's first task.
+# A patch added later is asked with workflow.patched as usual, and joins this set only once
+# every worker that may pick up a run started with it has it.
+BORN_WITH = frozenset({LEDGER_PATCH, INGRESS_LOG_PATCH, CONFIG_PATCH, BATCH_PATCH, PROJECTION_PATCH,
+                       CHANNEL_QUEUES_PATCH, NEXT_TOUCH_PATCH})
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
@@ -97,6 +104,7 @@ class MemberWorkflow:
         self._refused: list[str] = list(input.refused_events)
         self._configured = False  # CONFIG_PATCH
         self._next_touch_in_read_model = False  # NEXT_TOUCH_PATCH
+        self._born_with = input.born_with
         self._version: int | None = input.config_version  # of the member's last decision
         self._rules = Rules(policy=input.policy)
         self._previous: tuple[Rules, datetime] | None = None  # at a transition: the rules before, since when
@@ -133,10 +141,10 @@ class MemberWorkflow:
 
     @workflow.run
     async def run(self, input: MemberInput) -> MemberResult:
-        self._exact = workflow.patched(LEDGER_PATCH)
-        self._ingress_logs = self._exact and workflow.patched(INGRESS_LOG_PATCH)
-        self._configured = self._exact and workflow.patched(CONFIG_PATCH)
-        self._next_touch_in_read_model = self._configured and workflow.patched(NEXT_TOUCH_PATCH)
+        self._exact = self._patched(LEDGER_PATCH)
+        self._ingress_logs = self._exact and self._patched(INGRESS_LOG_PATCH)
+        self._configured = self._exact and self._patched(CONFIG_PATCH)
+        self._next_touch_in_read_model = self._configured and self._patched(NEXT_TOUCH_PATCH)
         carried = input.state is not None
         if self._exact and input.restore and input.state is None:
             self._choose_rules(carried)
@@ -159,8 +167,13 @@ class MemberWorkflow:
                     pending_events=tuple(self._inbox), planned=tuple(self._planned.values()),
                     projection=self._projection, restore=input.restore,
                     refused_events=tuple(self._refused), config_version=self._version,
+                    born_with=BORN_WITH,
                 ))
             await self._sleep_until_next()
+
+    def _patched(self, patch: str) -> bool:
+        """``workflow.patched``, except for a patch the run was born with (BORN_WITH)."""
+        return patch in self._born_with or workflow.patched(patch)
 
     def _choose_rules(self, carried: bool) -> None:
         """The version of the shop's configuration in force now, and whether this is the
@@ -228,7 +241,7 @@ class MemberWorkflow:
         self._planned = settlement.pending
         self._wake_at = settlement.wake_at
         projection = self._projection_due()
-        if workflow.patched(BATCH_PATCH):
+        if self._patched(BATCH_PATCH):
             await self._carry_out_batched(settlement.finished, projection)
             return
         for n, (touch, record) in enumerate(settlement.finished, start=1):
@@ -266,7 +279,7 @@ class MemberWorkflow:
 
     def _projection_due(self) -> ProjectionRequest | None:
         """The events and snapshot to write to PostgreSQL now, if anything changed."""
-        if not workflow.patched(PROJECTION_PATCH):
+        if not self._patched(PROJECTION_PATCH):
             self._projection.unwritten.clear()
             return None
         return self._projection.due(self._state, self._next_touch_at())
@@ -304,7 +317,7 @@ class MemberWorkflow:
         # succeeds; only a send the channel refuses for good (non-retryable) ends it.
         queue = None
         if (record.outcome is Outcome.SENT and record.channel in NETWORK_CHANNELS
-                and workflow.patched(CHANNEL_QUEUES_PATCH)):
+                and self._patched(CHANNEL_QUEUES_PATCH)):
             queue = channel_queue(workflow.info().task_queue, record.channel)
         await workflow.execute_activity_method(
             DeliveryActivities.deliver, self._request(touch, record, projection),

@@ -37,6 +37,11 @@ class MemberInput(_Message):
     # The version of the shop's configuration the member last decided under (CONFIG_PATCH):
     # its first decision under a newer one is a transition (workflows.versions).
     config_version: int | None = None
+    # The patches (``workflow.patched`` ids) the run was started with by code that has them
+    # all (workflows.member.BORN_WITH): it takes their new branch without recording a marker
+    # and a TemporalChangeVersion upsert for each at its first task. Empty: a run started
+    # before this field existed asks ``workflow.patched`` as it always did.
+    born_with: frozenset[str] = frozenset()
 
 
 class RestoreRequest(_Message):

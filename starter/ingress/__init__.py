@@ -19,7 +19,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from activities.contacts import store_registrations
 from starter.ingress.parse import Parsed, Rejected, parse_lines  # noqa: F401  (re-exported)
 from workflows.events import MemberErased, MemberEvent, MemberRegistered
-from workflows.member import MemberWorkflow, workflow_id
+from workflows.member import BORN_WITH, MemberWorkflow, workflow_id
 from workflows.messages import MemberInput
 
 # How many members are signalled at once; one member's events go in order.
@@ -98,7 +98,7 @@ async def signal_with_start(client: Client, event: MemberEvent, task_queue: str,
         MemberWorkflow.run,
         # A fresh run (a new member, or one whose run failed or was terminated) first
         # reloads what PostgreSQL holds of the member, so it never restarts empty.
-        MemberInput(member_id=event.member_id, restore=True),
+        MemberInput(member_id=event.member_id, restore=True, born_with=BORN_WITH),
         id=workflow_id(event.member_id),
         task_queue=task_queue,
         start_signal="event",

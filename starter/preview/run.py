@@ -43,7 +43,7 @@ from worker.main import build_worker
 from worker.settings import Settings
 from workflows import versions
 from workflows.events import MemberEvent
-from workflows.member import MemberWorkflow, workflow_id
+from workflows.member import BORN_WITH, MemberWorkflow, workflow_id
 from workflows.messages import DeliveryRequest, MemberInput
 from workflows.rules import DEFAULT_RULES, Rules
 
@@ -185,7 +185,7 @@ async def _signal_with_start(client: Client, workflow_id: str, event: MemberEven
     """As the ingress's ``signal_with_start`` does it, under the preview run's workflow id."""
     await client.start_workflow(
         MemberWorkflow.run,
-        MemberInput(member_id=event.member_id),
+        MemberInput(member_id=event.member_id, born_with=BORN_WITH),
         id=workflow_id,
         task_queue=task_queue,
         start_signal="event",
