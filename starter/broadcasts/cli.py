@@ -15,9 +15,10 @@ from datetime import datetime, timezone
 from starter.broadcasts import text
 from starter.broadcasts.runs import AlreadySent, configured, find, run_input, runs, segment_of, start_run
 from starter.cli import emit
+from starter.segments.cli import member_count, print_problems, shop_file_of
 from starter.segments.store import SegmentError
 from worker.settings import Settings
-from worker.shop_config import LoadedShop, ShopConfigError, load_shop_config
+from worker.shop_config import ShopConfigError
 from workflows.broadcast_messages import run_id
 
 SAMPLE = 10
@@ -42,7 +43,7 @@ def add_broadcast_commands(commands: argparse._SubParsersAction) -> None:
     send.add_argument("--run", type=_run, metavar="ID",
                       help="the run's id (default: now, 20261207T0100Z); a run is sent once, a second send is refused")
     send.add_argument("--dry-run", action="store_true", help="print the audience's count and a sample; send nothing")
-    send.add_argument("--sample", type=_count, default=SAMPLE, metavar="N", help=f"--dry-run: members listed ({SAMPLE})")
+    send.add_argument("--sample", type=member_count, default=SAMPLE, metavar="N", help=f"--dry-run: members listed ({SAMPLE})")
     _config_option(send)
     send.set_defaults(command=_send)
 
@@ -82,37 +83,21 @@ def _run(value: str) -> str:
     return value
 
 
-def _count(value: str) -> int:
-    if not value.isdigit() or int(value) > 10_000:
-        raise argparse.ArgumentTypeError(f"a number of members from 0 to 10000, not {value!r}")
-    return int(value)
-
-
 def _fail(message: str, code: int = 1) -> int:
     print(f"goldenroute: {message}", file=sys.stderr)
     return code
-
-
-def _problems(error: SegmentError | ShopConfigError) -> int:
-    for problem in error.problems:
-        print(f"goldenroute: {problem}", file=sys.stderr)
-    return 2
-
-
-def _shop_file(args: argparse.Namespace) -> LoadedShop | None:
-    return load_shop_config(args.config) if getattr(args, "config", None) else None
 
 
 async def _list(settings: Settings, args: argparse.Namespace) -> int:
     from worker.main import database
 
     try:
-        shop_file = _shop_file(args)
+        shop_file = shop_file_of(args)
         async with database(settings.with_dev_stack()) as pool:
             every = await configured(pool, shop_file)
             done = await runs(pool)
     except ShopConfigError as error:
-        return _problems(error)
+        return print_problems(error)
     schedules = await _schedules(settings.with_dev_stack(), [f.name for f in every])
     emit("\n".join(text.listing(every, done, every[0].timezone if every else text.DEFAULT_TIMEZONE, schedules)))
     return 0
@@ -146,7 +131,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.with_dev_stack()
     now = datetime.now(timezone.utc)
     try:
-        shop_file = _shop_file(args)
+        shop_file = shop_file_of(args)
         async with database(settings) as pool:
             found = await find(pool, args.name, shop_file)
             segment = await segment_of(pool, found, shop_file)
@@ -163,7 +148,7 @@ async def _send(settings: Settings, args: argparse.Namespace) -> int:
     except AlreadySent as error:
         return _fail(str(error))
     except (SegmentError, ShopConfigError) as error:
-        return _problems(error)
+        return print_problems(error)
     emit("\n".join(text.started(found, segment, run_input_.run, wid, total)))
     return 0
 
@@ -174,7 +159,7 @@ async def _show(settings: Settings, args: argparse.Namespace) -> int:
 
     settings = settings.with_dev_stack()
     try:
-        shop_file = _shop_file(args)
+        shop_file = shop_file_of(args)
         async with database(settings) as pool:
             try:
                 found = await find(pool, args.name, shop_file)
@@ -182,7 +167,7 @@ async def _show(settings: Settings, args: argparse.Namespace) -> int:
                 found, unknown = None, error.args[0]
             done = await runs(pool, args.name, args.run)
     except ShopConfigError as error:
-        return _problems(error)
+        return print_problems(error)
     if found is None and not done:
         return _fail(unknown + (f"; and no run {args.run} of it was sent" if args.run else ", and none was sent"))
     if args.run and not done:
@@ -206,7 +191,7 @@ async def _schedule(settings: Settings, args: argparse.Namespace) -> int:
     settings = settings.with_dev_stack()
     lines = []
     try:
-        shop_file = _shop_file(args)
+        shop_file = shop_file_of(args)
         async with database(settings) as pool:
             chosen = [await find(pool, args.name, shop_file)] if args.name else await configured(pool, shop_file)
             if args.name and not chosen[0].broadcast.schedule:
@@ -233,7 +218,7 @@ async def _schedule(settings: Settings, args: argparse.Namespace) -> int:
     except LookupError as error:
         return _fail(error.args[0])
     except (SegmentError, ShopConfigError) as error:
-        return _problems(error)
+        return print_problems(error)
     emit("\n".join(lines) if lines else "no broadcasts configured: [broadcasts.NAME] in the shop file")
     return 0
 

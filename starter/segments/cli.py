@@ -40,7 +40,7 @@ def add_segment_commands(commands: argparse._SubParsersAction) -> None:
 
     show = actions.add_parser("show", help="how many members a segment holds, and a sample of them")
     show.add_argument("name", metavar="NAME")
-    show.add_argument("--sample", type=_count, default=SAMPLE, metavar="N", help=f"members to list (default {SAMPLE})")
+    show.add_argument("--sample", type=member_count, default=SAMPLE, metavar="N", help=f"members to list (default {SAMPLE})")
     show.add_argument("--csv", action="store_true", help="every member id, one a line under a member_id header")
     _as_of_option(show)
     _config_option(show)
@@ -80,7 +80,8 @@ def _as_of_option(parser: argparse.ArgumentParser) -> None:
                              "as report rfm --to DATE does; default now")
 
 
-def _count(text: str) -> int:
+def member_count(text: str) -> int:
+    """``--sample N``: a number of members from 0 to 10,000 (shared by the broadcast commands)."""
     if not text.isdigit() or not 0 <= int(text) <= 10_000:
         raise argparse.ArgumentTypeError(f"a number of members from 0 to 10000, not {text!r}")
     return int(text)
@@ -93,13 +94,14 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def _problems(error: SegmentError | ShopConfigError) -> int:
+def print_problems(error: SegmentError | ShopConfigError) -> int:
+    """Each problem of a definition on its own line; exit status 2."""
     for problem in error.problems:
         print(f"goldenroute: {problem}", file=sys.stderr)
     return 2
 
 
-def _shop_file(args: argparse.Namespace) -> LoadedShop | None:
+def shop_file_of(args: argparse.Namespace) -> LoadedShop | None:
     return load_shop_config(args.config) if getattr(args, "config", None) else None
 
 
@@ -107,11 +109,11 @@ async def _list(settings: Settings, args: argparse.Namespace) -> int:
     from worker.main import database
 
     try:
-        shop_file = _shop_file(args)
+        shop_file = shop_file_of(args)
         async with database(settings.with_dev_stack()) as pool:
             listed = await every(pool, shop_file)
     except (SegmentError, ShopConfigError) as error:
-        return _problems(error)
+        return print_problems(error)
     if not listed:
         emit("no segments yet: `goldenroute segment save`, `segment from-report`, or [segments] in the shop file")
         return 0
@@ -125,7 +127,7 @@ async def _show(settings: Settings, args: argparse.Namespace) -> int:
     from worker.main import database
 
     try:
-        shop_file = _shop_file(args)
+        shop_file = shop_file_of(args)
         async with database(settings.with_dev_stack()) as pool:
             try:
                 found = await lookup(pool, args.name, shop_file)
@@ -140,7 +142,7 @@ async def _show(settings: Settings, args: argparse.Namespace) -> int:
             total = await count(pool, found.segment, as_of=as_of)
             rows = await sample(pool, found.segment, args.sample, as_of=as_of)
     except (SegmentError, ShopConfigError) as error:
-        return _problems(error)
+        return print_problems(error)
     emit("\n".join(describe(found, total, rows, as_of, zone)))
     return 0
 
@@ -182,7 +184,7 @@ async def _from_report(settings: Settings, args: argparse.Namespace) -> int:
             as_of = _as_of(args.as_of, zone)
             total = await count(pool, segment, as_of=as_of)
     except SegmentError as error:
-        return _problems(error)
+        return print_problems(error)
     found = (Found(args.save, segment, f"database ({source})") if args.save else
              Found(source, segment, f"report {args.report} (not saved: --save NAME keeps it)"))
     emit("\n".join(describe(found, total, [], as_of, zone)))
@@ -198,7 +200,7 @@ async def _save(settings: Settings, args: argparse.Namespace) -> int:
             await save(pool, args.name, segment, "cli", replace=args.replace)
             total = await count(pool, segment)
     except SegmentError as error:
-        return _problems(error)
+        return print_problems(error)
     emit(f"saved {args.name}: {criteria_text(segment)}; {total:,} members now")
     return 0
 
