@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from starter.reports.render import Report
-from starter.reports.scenarios import lift_ctes
+from starter.reports.scenarios import LIFT_COLUMNS, lift_ctes
 from workflows.broadcasts import BROADCAST
 
 if TYPE_CHECKING:
@@ -92,13 +92,7 @@ measured AS (
 SELECT '{BROADCAST}' AS scenario, broadcast AS name, '-' AS variant, nullif(run, '') AS run,
        $6::text AS kpi, $5::int AS window_days,
        touches::int AS entered, n2::int AS holdout, sent::int AS touched,
-       suppressed::int AS suppressed, suppressed_by, expired::int AS expired, x1::int AS converted,
-       round(p1::numeric, 4)::float8 AS rate,
-       x2::int AS holdout_converted,
-       round(p2::numeric, 4)::float8 AS holdout_rate,
-       round(lift::numeric, 4)::float8 AS lift,
-       round(ci_low::numeric, 4)::float8 AS lift_ci_low,
-       round(ci_high::numeric, 4)::float8 AS lift_ci_high
+       suppressed::int AS suppressed, suppressed_by, expired::int AS expired, {LIFT_COLUMNS}
 FROM lifted
 ORDER BY broadcast, run
 """

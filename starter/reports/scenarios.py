@@ -43,6 +43,16 @@ lifted AS (
 )"""
 
 
+# The report's last columns, from ``lifted`` (lift_ctes): both groups' conversions and rates, the lift.
+LIFT_COLUMNS = """x1::int AS converted,
+       round(p1::numeric, 4)::float8 AS rate,
+       x2::int AS holdout_converted,
+       round(p2::numeric, 4)::float8 AS holdout_rate,
+       round(lift::numeric, 4)::float8 AS lift,
+       round(ci_low::numeric, 4)::float8 AS lift_ci_low,
+       round(ci_high::numeric, 4)::float8 AS lift_ci_high"""
+
+
 def _bucket_sql(*parts: str) -> str:
     """``workflows.policy.bucket`` in SQL: the first 8 bytes of sha256("a:b:c"), unsigned, mod 100.
 
@@ -186,13 +196,7 @@ measured AS (
 {lift_ctes(('scenario', 'arm'))}
 SELECT scenario, name, arm AS variant, NULL::text AS run, kpi, kpi_days AS window_days,
        (n1 + n2)::int AS entered, n2::int AS holdout, touched::int AS touched,
-       NULL::int AS suppressed, NULL::text AS suppressed_by, NULL::int AS expired, x1::int AS converted,
-       round(p1::numeric, 4)::float8 AS rate,
-       x2::int AS holdout_converted,
-       round(p2::numeric, 4)::float8 AS holdout_rate,
-       round(lift::numeric, 4)::float8 AS lift,
-       round(ci_low::numeric, 4)::float8 AS lift_ci_low,
-       round(ci_high::numeric, 4)::float8 AS lift_ci_high
+       NULL::int AS suppressed, NULL::text AS suppressed_by, NULL::int AS expired, {LIFT_COLUMNS}
 FROM lifted
 ORDER BY scenario, arm
 """
