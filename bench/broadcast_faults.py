@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import time
 import uuid
 from collections import Counter
@@ -36,7 +34,7 @@ from temporalio.client import Client
 from activities.senders.mail import message_id
 from bench.channel_faults import until
 from bench.channel_storm import WorkerProcess
-from bench.common import Stack, cancel_on_sigterm, quiet_logging
+from bench.common import Stack, exit_with
 from starter.broadcasts.runs import start_run
 from starter.ingress.forwarder import Forwarder
 from starter.ingress.log import accept
@@ -301,11 +299,4 @@ if __name__ == "__main__":
     parser.add_argument("--members", type=int, default=1000, help="members registered (1000)")
     parser.add_argument("--rate", type=float, default=100.0, help="the broadcast's members a second (100)")
     args = parser.parse_args()
-    quiet_logging()
-    code = 130
-    try:
-        code = asyncio.run(cancel_on_sigterm(main(args.members, args.rate)))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted: servers stopped", file=sys.stderr)
-    sys.stdout.flush()
-    os._exit(code)  # the SDK's native threads can abort a finalising interpreter (sdk-python#300)
+    exit_with(main(args.members, args.rate))

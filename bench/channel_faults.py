@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import sys
 import time
 import uuid
 from collections import Counter
@@ -45,7 +43,7 @@ from activities.senders.sms import client_ref
 from activities.shop_versions import apply
 from bench.channel_storm import (NETWORK, DicedFaults, DicedSmtpFaults, WorkerProcess, at_once_shop, channel_of,
                                  line_dice, sms_dice, smtp_dice, start_members)
-from bench.common import Stack, cancel_on_sigterm, quiet_logging, table
+from bench.common import Stack, exit_with, table
 from worker.standins.line import LineStandIn
 from worker.standins.sms import SmsGatewayStandIn
 from worker.standins.smtp import SmtpStandIn
@@ -413,12 +411,4 @@ if __name__ == "__main__":
     parser.add_argument("--outage", type=float, default=None, help="seconds LINE is down (60; --quick: 20)")
     parser.add_argument("--quick", action="store_true", help="200 members, LINE down for 20 s")
     args = parser.parse_args()
-    quiet_logging()
-    code = 130
-    try:
-        code = asyncio.run(cancel_on_sigterm(main(args.members or (200 if args.quick else 1000),
-                                                  args.outage or (20.0 if args.quick else 60.0))))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted: servers stopped", file=sys.stderr)
-    sys.stdout.flush()
-    os._exit(code)  # the SDK's native threads can abort a finalising interpreter (sdk-python#300)
+    exit_with(main(args.members or (200 if args.quick else 1000), args.outage or (20.0 if args.quick else 60.0)))

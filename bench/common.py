@@ -20,14 +20,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator, Awaitable, Callable, Sequence
+from typing import AsyncIterator, Awaitable, Callable, NoReturn, Sequence
 
 import asyncpg
 import psutil
-from worker.converter import DATA_CONVERTER
 from temporalio.testing import WorkflowEnvironment
 
 from worker.client import quiet_runtime
+from worker.converter import DATA_CONVERTER
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -304,24 +304,30 @@ async def cancel_on_sigterm(coroutine):
         loop.remove_signal_handler(signal.SIGTERM)
 
 
+def exit_with(main) -> NoReturn:
+    """Run ``main`` (a coroutine returning an exit status) with quiet logging, SIGTERM and Ctrl-C
+    stopping its servers (130), and leave at once with its status."""
+    quiet_logging()
+    code = 130
+    try:
+        code = asyncio.run(cancel_on_sigterm(main)) or 0
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: servers stopped", file=sys.stderr)
+    sys.stdout.flush()
+    # The SDK's native threads can abort a finalising interpreter (temporalio/sdk-python#300).
+    os._exit(code)
+
+
 def run_alone(description: str, measure, report, argv: list[str] | None = None) -> None:
     """``python -m bench.X [--quick]``: one benchmark with a stack of its own; prints its report."""
     args = arguments(description, argv)
-    quiet_logging()
 
-    async def main() -> None:
+    async def main() -> int:
         async with stack_for(None) as stack:
             result = await measure(stack, quick=args.quick)
         print(report(result))
         for target in result.targets():
             print(target.line())
+        return 0
 
-    code = 0
-    try:
-        asyncio.run(cancel_on_sigterm(main()))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted: servers stopped", file=sys.stderr)
-        code = 130
-    sys.stdout.flush()
-    # The SDK's native threads can abort a finalising interpreter (temporalio/sdk-python#300).
-    os._exit(code)
+    exit_with(main())

@@ -33,11 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import sys
 import time
 import uuid
-from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -45,8 +42,8 @@ import psutil
 
 from activities.shop_versions import apply
 from bench.channel_faults import LINE_TOKEN, SMS_TOKEN, Standins, figures, members_of, sent, settle
-from bench.channel_storm import NETWORK, Dice, DicedFaults, DicedSmtpFaults, WorkerProcess, at_once_shop, first_touch
-from bench.common import CpuMeter, Stack, cancel_on_sigterm, quiet_logging, table
+from bench.channel_storm import Dice, DicedFaults, DicedSmtpFaults, WorkerProcess, at_once_shop, first_touch
+from bench.common import CpuMeter, Stack, exit_with, table
 from starter.ingress.forwarder import Forwarder, ForwardResult
 from starter.ingress.log import accept
 from worker.standins.line import LineStandIn
@@ -286,11 +283,4 @@ if __name__ == "__main__":
                                                                   f"{QUICK_MEMBERS})")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_MEMBERS} members")
     args = parser.parse_args()
-    quiet_logging()
-    code = 130
-    try:
-        code = asyncio.run(cancel_on_sigterm(main(args.members or (QUICK_MEMBERS if args.quick else MEMBERS))))
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        print("interrupted: servers stopped", file=sys.stderr)
-    sys.stdout.flush()
-    os._exit(code)  # the SDK's native threads can abort a finalising interpreter (sdk-python#300)
+    exit_with(main(args.members or (QUICK_MEMBERS if args.quick else MEMBERS)))
