@@ -13,7 +13,6 @@ Deterministic code only: imported inside the workflow sandbox.
 
 from __future__ import annotations
 
-from workflows.events import Channel
 from workflows.lifecycle import MemberState, Stage
 from workflows.touches import PlannedTouch, touch_key
 
@@ -40,7 +39,7 @@ def plan(state: MemberState, done: set[str]) -> list[PlannedTouch]:
         planned.append(PlannedTouch(
             key=key, scenario=BROADCAST, step=fact.broadcast, occurrence=fact.run,
             due_at=fact.at, send_at=fact.at, priority=PRIORITY,
-            channel=Channel(fact.channel) if fact.channel else None, context=context,
+            channel=fact.channel, context=context,
         ))
     return planned
 
