@@ -65,7 +65,7 @@ def outside_holdout(prefix: str) -> str:
 
 
 def daytime_zone() -> str:
-    """A timezone where it is between 10:00 and 19:59 now: LINE's quiet hours are 21:00–09:00 member-local."""
+    """A timezone where it is between 10:00 and 19:59 now: LINE and SMS wait out 21:00–09:00 member-local."""
     now = datetime.now(timezone.utc)
     return next(z for z in (f"Etc/GMT{h:+d}" for h in range(-12, 13)) if 10 <= now.astimezone(ZoneInfo(z)).hour < 20)
 
@@ -80,7 +80,7 @@ def newcomers() -> tuple[dict[str, str], str]:
     lines = []
     for channel, member_id in members.items():
         consent = {c: c == channel for c in ("email", "line", "sms", "push", "dm")}
-        zone = daytime_zone() if channel == "line" else "Asia/Tokyo"
+        zone = daytime_zone() if channel in ("line", "sms") else "Asia/Tokyo"  # both wait out quiet hours
         lines.append({"type": "member_registered", "event_id": f"{member_id}-ev1", "member_id": member_id,
                       "occurred_at": (asked - timedelta(minutes=1)).isoformat(), "sales_channel": "online",
                       "consent": consent, "contact": contact[channel], "timezone": zone})
