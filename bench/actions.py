@@ -30,7 +30,7 @@ from typing import Iterable
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
 from temporalio.client import WorkflowHistory
-from worker.converter import DATA_CONVERTER
+from worker.converter import DATA_CONVERTER, decompress
 
 from workflows.messages import DeliveryRequest
 from workflows.touches import Outcome
@@ -137,14 +137,15 @@ def _activity_label(attributes, actions: Actions) -> str:
     """The activity's name; for a delivery, also the outcome it records (``sent`` only with a channel)."""
     name = attributes.activity_type.name
     if name == "record_outcomes":  # touches ended unsent, and/or the projection
-        batch = json.loads(attributes.input.payloads[0].data) if attributes.input.payloads else {}
+        payloads = [decompress(p) for p in attributes.input.payloads]
+        batch = json.loads(payloads[0].data) if payloads else {}
         for touch in batch.get("touches") or ():
             actions.unsent[f"{touch.get('scenario')} {touch.get('outcome')}"] += 1
         return f"{name}:{'unsent touches' if batch.get('touches') else 'projection only'}"
     if name != "deliver_touch":
         return name  # project_member, erase_member, …
     (request,) = DATA_CONVERTER.payload_converter.from_payloads(
-        list(attributes.input.payloads), [DeliveryRequest])
+        [decompress(p) for p in attributes.input.payloads], [DeliveryRequest])
     if request.outcome is not Outcome.SENT:
         actions.unsent[f"{request.scenario} {request.outcome.value}"] += 1
     if request.outcome is Outcome.SENT and request.channel is None:

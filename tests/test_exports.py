@@ -30,6 +30,7 @@ from starter.exports import KINDS, export_again, export_new
 from tests.activities.test_delivery import CHURN_CALL, RESUME_CALL, SAMPLE_INSERT, request
 from tests.activities.test_shop_versions import versions_pool, versions_url  # noqa: F401 (fixtures)
 from tests.test_send import _cli_env, goldenroute
+from worker.converter import decompress
 from workflows.events import Channel, Contact
 from workflows.touches import touch_key
 
@@ -274,7 +275,7 @@ async def test_a_cancel_request_reaches_the_members_workflow_when_temporal_runs(
     assert await db.fetchval("SELECT forwarded_at IS NOT NULL FROM member_events WHERE event_id = $1", event_id(key))
     history = await dev_server_env.client.get_workflow_handle(f"member-{member_id}").fetch_history()
     signalled = [e for e in history.events if e.HasField("workflow_execution_signaled_event_attributes")]
-    assert [event_id(key).encode() in e.workflow_execution_signaled_event_attributes.input.payloads[0].data
+    assert [event_id(key).encode() in decompress(e.workflow_execution_signaled_event_attributes.input.payloads[0]).data
             for e in signalled] == [True]
 
 

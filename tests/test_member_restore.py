@@ -22,6 +22,7 @@ from activities.projection import write_events
 from starter.cli import main
 from starter.restore import Restart, restore_member
 from tests.factories import jst, order
+from worker.converter import decompress
 from workflows.lifecycle import new_member
 from workflows.member import workflow_id
 from workflows.projection import LoggedEvent, ProjectionRequest, snapshot
@@ -100,6 +101,6 @@ def test_the_cli_prints_what_postgresql_holds_and_refuses_an_unknown_member(
 async def _started_with_restore(handle) -> bool:
     async for event in handle.fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            payload = event.workflow_execution_started_event_attributes.input.payloads[0]
+            payload = decompress(event.workflow_execution_started_event_attributes.input.payloads[0])
             return b'"restore":true' in payload.data
     return False

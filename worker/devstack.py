@@ -173,8 +173,11 @@ async def start_temporal_dev_server(
     dynamic_config: dict[str, str | int] | None = None,
     headless: bool = False,
     startup_timeout: float = 30.0,
+    codec_endpoint: str | None = None,
 ) -> TemporalDevServer:
-    """Run ``temporal server start-dev`` persisting to ``db_file``; returns once it serves."""
+    """Run ``temporal server start-dev`` persisting to ``db_file``; returns once it serves.
+
+    ``codec_endpoint``: where the Web UI decodes payloads (the ingress's ``/codec``)."""
     # A busy port would otherwise let the readiness check succeed against someone else's server.
     busy = [p for p in ([port] if headless else [port, ui_port]) if not _port_is_free(p)]
     if busy:
@@ -198,6 +201,8 @@ async def start_temporal_dev_server(
         args += ["--dynamic-config-value", f"{key}={json.dumps(value)}"]  # the CLI wants JSON
     if headless:
         args.append("--headless")
+    elif codec_endpoint:
+        args += ["--ui-codec-endpoint", codec_endpoint]
     with log_file.open("ab") as log_stream:
         # Own session: a terminal Ctrl-C must not kill the server before the worker drained.
         process = subprocess.Popen(
@@ -288,6 +293,8 @@ class DevStack:
                 port=settings.temporal_port,
                 ui_port=settings.ui_port,
                 namespace=settings.temporal_namespace,
+                # The ingress (started after) serves it: the UI shows stored payloads as JSON.
+                codec_endpoint=f"http://localhost:{settings.ingress_port}/codec" if settings.ingress_port else None,
             )
             self._exit_stack.push_async_callback(temporal.stop)
             temporal_address = temporal.address

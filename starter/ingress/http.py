@@ -36,6 +36,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 
 from starter.ingress.body import TooLarge, read_body
+from starter.ingress.codec import mount_codec
 from starter.ingress.forwarder import Forwarder, forward_lag
 from starter.ingress.http_docs import DESCRIPTION, install_openapi, submission_openapi
 from starter.ingress.log import ACCEPTED, DUPLICATE, REJECTED, Verdict, accept
@@ -173,6 +174,7 @@ def create_app(settings: Settings, pool: asyncpg.Pool, forwarder: Forwarder | No
                       include_in_schema=False)
     # Unsubscribe links and LINE's webhook: consent changes from members themselves (loopback.py).
     mount(app, Loopback(settings, pool, forwarder, metrics.registry, clock))
+    mount_codec(app)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
     install_openapi(app, insecure=insecure)
     app.state.metrics = metrics

@@ -32,6 +32,7 @@ import pytest
 from temporalio.client import Client
 
 from starter.ingress import parse_lines
+from worker.converter import decode_history
 from worker.devstack import free_port
 from workflows.events import OrderPlaced
 
@@ -362,10 +363,10 @@ def test_commands_find_the_stack_from_another_directory(stack: Stack, sent, tmp_
 
 
 async def _history_bytes(stack: Stack, workflow_id: str) -> bytes:
-    """The raw history: payload data appears in it byte for byte (protobuf, no base64)."""
+    """The history, payloads decoded: their data appears in it byte for byte (protobuf, no base64)."""
     client = await Client.connect(stack.temporal_address, namespace=NAMESPACE)
     history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return b"".join(event.SerializeToString() for event in history.events)
+    return b"".join(decode_history(event).SerializeToString() for event in history.events)
 
 
 async def test_invalid_lines_are_named_and_the_valid_ones_get_through(stack: Stack, sent) -> None:
@@ -436,7 +437,10 @@ async def test_personal_data_lives_in_postgres_and_never_in_a_history(stack: Sta
         await connection.close()
     assert row is not None and row["email"] == SAMPLE_EMAIL and row["line_user_id"] == SAMPLE_LINE_ID
 
-    shown = stack.temporal("workflow", "show", "--workflow-id", wid(SAMPLE), "-o", "json")
+    # Payloads are stored deflated; the CLI decodes them through the ingress's codec endpoint,
+    # as the Web UI does (the dev stack starts it with --ui-codec-endpoint).
+    codec = f"http://127.0.0.1:{stack.env['INGRESS_PORT']}/codec"
+    shown = stack.temporal("workflow", "show", "--workflow-id", wid(SAMPLE), "-o", "json", "--codec-endpoint", codec)
     assert shown.returncode == 0, describe(shown)
     strings = list(_decoded_strings(json.loads(shown.stdout)))
     cli_text = "\n".join(strings)

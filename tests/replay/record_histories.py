@@ -48,7 +48,7 @@ from typing import AsyncIterator, Awaitable, Callable, Union
 import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from worker.converter import DATA_CONVERTER
+from worker.converter import DATA_CONVERTER, decompress
 from temporalio.testing import WorkflowEnvironment
 
 from activities import db
@@ -676,7 +676,7 @@ class HistorySummary:
 
 
 def _decode(payloads) -> list:
-    return DATA_CONVERTER.payload_converter.from_payloads(list(payloads))
+    return DATA_CONVERTER.payload_converter.from_payloads([decompress(p) for p in payloads])
 
 
 def summarize(path: Path) -> HistorySummary:
