@@ -8,6 +8,11 @@ signal-with-start, one signal, completed) the same way. Each figure is the
 median of several timed replays after one untimed warm-up; a replay that is not
 deterministic fails the benchmark.
 
+The year is all the member's runs, one after the other (it continues as new as its history
+grows, ``workflows.member.HISTORY_GROWTH``). A worker that misses its cache replays only the
+member's current run: the longest run of the year is printed beside the year, as what a
+cache miss costs at worst.
+
     python -m bench.replay [--quick]
 """
 
@@ -41,14 +46,20 @@ class ReplayResult:
     trivial_tasks: int
     runs: int
     member_samples: list[float]
+    longest_run_ms: float = 0.0  # the longest single run of the year: a cache miss at worst
+    longest_run_events: int = 0
+    longest_run_tasks: int = 0
+    member_runs: int = 1
 
     @property
     def ratio(self) -> float:
         return self.member_ms / self.trivial_ms
 
     def targets(self) -> list[Target]:
-        return [Target("replay", f"{self.member_ms:.1f} ms ({self.ratio:.1f}x trivial)", f"< {TARGET_MS:.0f} ms",
-                       self.member_ms < TARGET_MS)]
+        return [Target("replay", f"{self.member_ms:.1f} ms ({self.ratio:.1f}x trivial), a member-year",
+                       f"< {TARGET_MS:.0f} ms", self.member_ms < TARGET_MS),
+                Target("replay", f"  {self.longest_run_ms:.1f} ms, its longest run (what a cache miss replays)",
+                       f"< {TARGET_MS:.0f} ms", None)]
 
 
 async def record_member_year(stack: Stack) -> list[WorkflowHistory]:
@@ -84,8 +95,8 @@ async def time_replays(replayer: Replayer, histories: list[WorkflowHistory], run
     samples = []
     for n in range(runs + 1):
         started = time.perf_counter()
-        for history in histories:
-            await replayer.replay_workflow(history)  # raises on nondeterminism
+        # One replay worker for all the runs, as one worker replays whatever it is given.
+        await replayer.replay_workflows(_each(histories))  # raises on nondeterminism
         if n:
             samples.append((time.perf_counter() - started) * 1000)
     return samples
@@ -103,11 +114,20 @@ async def measure(stack: Stack | None = None, quick: bool = False,
     trivial_replayer = Replayer(workflows=[NoopWorkflow], data_converter=DATA_CONVERTER,
                                 workflow_runner=WORKFLOW_RUNNER)
     member = await time_replays(member_replayer, member_histories, runs)
+    longest = max(member_histories, key=lambda h: len(h.events))
+    longest_run = await time_replays(member_replayer, [longest], runs)
     baseline = await time_replays(trivial_replayer, [trivial], runs)
     return ReplayResult(member_ms=median(member), trivial_ms=median(baseline),
                         member_events=sum(len(h.events) for h in member_histories),
                         trivial_events=len(trivial.events), runs=runs, member_samples=member,
-                        member_tasks=sum(_tasks(h) for h in member_histories), trivial_tasks=_tasks(trivial))
+                        member_tasks=sum(_tasks(h) for h in member_histories), trivial_tasks=_tasks(trivial),
+                        longest_run_ms=median(longest_run), longest_run_events=len(longest.events),
+                        longest_run_tasks=_tasks(longest), member_runs=len(member_histories))
+
+
+async def _each(histories: list[WorkflowHistory]):
+    for history in histories:
+        yield history
 
 
 def _tasks(history: WorkflowHistory) -> int:
@@ -116,9 +136,11 @@ def _tasks(history: WorkflowHistory) -> int:
 
 def report(result: ReplayResult) -> str:
     rows = [
-        ["loyal buyer, one year", result.member_events, result.member_tasks, f"{result.member_ms:.1f}",
+        [f"loyal buyer, one year ({result.member_runs} runs)", result.member_events, result.member_tasks, f"{result.member_ms:.1f}",
          f"{min(result.member_samples):.1f}", f"{max(result.member_samples):.1f}",
          f"{result.member_ms / result.member_tasks:.2f}"],
+        ["  its longest run (a cache miss, at worst)", result.longest_run_events, result.longest_run_tasks,
+         f"{result.longest_run_ms:.1f}", "", "", f"{result.longest_run_ms / max(1, result.longest_run_tasks):.2f}"],
         ["trivial workflow (baseline)", result.trivial_events, result.trivial_tasks, f"{result.trivial_ms:.1f}",
          "", "", f"{result.trivial_ms / result.trivial_tasks:.2f}"],
     ]
