@@ -2,13 +2,19 @@
 
 Per https://docs.temporal.io/cloud/actions:
 
-- workflow started: a client start, a signal-with-start's start, a continue-as-new
-  (each run's ``WorkflowExecutionStarted``);
+- workflow started: a client start or a continue-as-new (each run's
+  ``WorkflowExecutionStarted``), but not a signal-with-start's start: "one total action
+  occurs for any Signal-With-Start, regardless of whether the Workflow starts" — a run
+  not continued from another whose signal came with the start, before its first task;
 - signal sent: every ``WorkflowExecutionSignaled`` (signal-with-start's signal too);
 - timer started: every ``TimerStarted`` (cancelled ones too: they were started);
 - activity started or retried: every attempt — the ``attempt`` of the activity's
   ``ActivityTaskStarted`` (the server writes that event once, for the last attempt),
   or 1 for an activity scheduled and not (yet) started;
+- local activities: one for all those of a workflow task ("Temporal Cloud counts all
+  RecordMarkers from each Workflow Task as one action"), i.e. one per distinct
+  ``workflow_task_completed_event_id`` among the ``core_local_activity`` markers (a local
+  activity's retries within the task are not in the history; none happen here);
 - search-attribute upsert: one per ``UpsertWorkflowSearchAttributes`` command,
   however many attributes it sets, except one that only sets ``TemporalChangeVersion``
   (the version marker of ``workflow.patched``), which is exempt;
@@ -87,12 +93,16 @@ def _count_run(history: WorkflowHistory, actions: Actions) -> None:
     actions.history_events += len(history.events)
     actions.history_bytes += History(events=history.events).ByteSize()
     scheduled: dict[int, str] = {}
+    local_tasks: dict[int, list[str]] = {}  # workflow task → the local activities it ran
     started_attempt: dict[int, int] = {}
     completed: set[int] = set()
     for event in history.events:
         kind = event.event_type
         if kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-            actions.by_kind["workflow started"] += 1
+            # A signal-with-start that started the run is one action in all, its signal's
+            # (the server writes the start and the signal together, before the first task).
+            if not _signal_with_start(history):
+                actions.by_kind["workflow started"] += 1
         elif kind == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
             actions.by_kind["signals"] += 1
         elif kind == EventType.EVENT_TYPE_TIMER_STARTED:
@@ -110,7 +120,11 @@ def _count_run(history: WorkflowHistory, actions: Actions) -> None:
                       EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_REJECTED):
             actions.by_kind["queries+updates"] += 1
         elif kind == EventType.EVENT_TYPE_MARKER_RECORDED:
-            actions.markers += 1
+            attributes = event.marker_recorded_event_attributes
+            if attributes.marker_name == LOCAL_ACTIVITY_MARKER:
+                local_tasks.setdefault(attributes.workflow_task_completed_event_id, []).append(_local_label(attributes))
+            else:
+                actions.markers += 1
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
             scheduled[event.event_id] = _activity_label(event.activity_task_scheduled_event_attributes, actions)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
@@ -118,6 +132,9 @@ def _count_run(history: WorkflowHistory, actions: Actions) -> None:
             started_attempt[attributes.scheduled_event_id] = max(1, attributes.attempt)
         elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
             completed.add(event.activity_task_completed_event_attributes.scheduled_event_id)
+    for labels in local_tasks.values():  # one action for all the local activities of a workflow task
+        actions.by_kind["activities"] += 1
+        actions.activities["+".join(sorted(set(labels))) + " (local)"] += 1
     for event_id, label in scheduled.items():
         attempts = started_attempt.get(event_id, 1)
         if label == SENT:
@@ -131,6 +148,32 @@ def _count_run(history: WorkflowHistory, actions: Actions) -> None:
 
 
 SENT = "deliver_touch:sent"
+
+
+def _signal_with_start(history: WorkflowHistory) -> bool:
+    """Whether the run was started by a signal-with-start (the ingress's way): not continued
+    from another run, and signalled before its first workflow task started."""
+    started = history.events[0].workflow_execution_started_event_attributes
+    if started.continued_execution_run_id:
+        return False
+    for event in history.events[1:]:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+            return False
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+            return True
+    return False
+LOCAL_ACTIVITY_MARKER = "core_local_activity"
+
+
+def _local_label(attributes) -> str:
+    """A local activity's type, from its marker (the SDK's marker data: seq, activity_type, …)."""
+    data = attributes.details.get("data")
+    if data is None or not data.payloads:
+        return "local activity"
+    try:
+        return json.loads(decompress(data.payloads[0]).data).get("activity_type") or "local activity"
+    except ValueError:
+        return "local activity"
 
 
 def _activity_label(attributes, actions: Actions) -> str:

@@ -250,17 +250,22 @@ MIX = {
     "activities": EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED,
     "upserts": EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES,
     "timers": EventType.EVENT_TYPE_TIMER_STARTED,
+    "local activity markers": EventType.EVENT_TYPE_MARKER_RECORDED,
 }
 
 
 async def history_mix(client: Client, ids: list[str], events_per_member: float) -> dict[str, float]:
     """What the server did per order-system event, from a sample of the members' histories."""
+    from bench.cost import all_runs
+
     counts = {name: 0 for name in MIX}
     for workflow in ids:
-        history = await client.get_workflow_handle(workflow).fetch_history()
-        for event in history.events:
-            for name, kind in MIX.items():
-                counts[name] += event.event_type == kind
+        for history in await all_runs(client, workflow):  # every run: a member continues as new
+            for event in history.events:
+                for name, kind in MIX.items():
+                    counts[name] += event.event_type == kind and (
+                        kind != EventType.EVENT_TYPE_MARKER_RECORDED
+                        or event.marker_recorded_event_attributes.marker_name == "core_local_activity")
     return {name: n / (len(ids) * events_per_member) for name, n in counts.items()} if ids else {}
 
 

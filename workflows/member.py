@@ -73,16 +73,29 @@ NEXT_TOUCH_PATCH = "next-touch-at-in-the-read-model-only"
 # every worker that may pick up a run started with it has it.
 BORN_WITH = frozenset({LEDGER_PATCH, INGRESS_LOG_PATCH, CONFIG_PATCH, BATCH_PATCH, PROJECTION_PATCH,
                        CHANNEL_QUEUES_PATCH, NEXT_TOUCH_PATCH})
-# Continue-as-new once the run's own history has grown by HISTORY_GROWTH bytes (issue 14): an
-# open history is billed by the GB-hour for as long as the run is open, and a member's run is
-# open for years. The next run starts from the carried state alone, so the open history stays
-# near that size instead of growing all year. A run continues only at a wake-up that starts a
-# new timer anyway (not while an event leaves the pending one in place), so a continuation
-# costs one action, its start: about what 0.14 kB of open history costs a year. With a member
-# writing Y kB a year, continuing every G kB costs Y/G starts and G/2 kB of open history on
-# average, least at G = √(0.27·Y): 5 kB for the loyal buyer's 95 kB (bench.cost).
+# Continue-as-new as the run's own history grows (issue 14): an open history is billed by the
+# GB-hour for as long as the run is open, and a member's run is open for years. The next run
+# starts from the carried state alone (about 2 kB deflated), so the open history stays near
+# that size instead of growing all year. A run continues only at a wake-up that starts a new
+# timer anyway (not while an event leaves the pending one in place), so a continuation costs
+# one action, its start. It continues once it has grown by HISTORY_GROWTH bytes, or earlier,
+# from MIN_GROWTH, when what it has grown would otherwise sit open until the next wake-up for
+# more than that action's price: $50 per million actions against $0.042 per GB-hour is 1.19
+# MB-hours (a member quiet for a month continues at once, not a year later). No wake-up
+# planned: a year. bench.cost: $0.0154 -> $0.0055 a member-year with the deflated payloads.
 HISTORY_BUDGET_PATCH = "continue-as-new-on-history-growth"
-HISTORY_GROWTH = 5_000
+HISTORY_GROWTH = 8_000
+MIN_GROWTH = 2_000
+BREAK_EVEN_BYTE_HOURS = 1_190_000
+NEW_RUN_BYTES = 1_000  # what a new run adds besides the carried state: its first task, patch markers
+IDLE = timedelta(days=365)
+# What only writes PostgreSQL — a wake-up's unsent outcomes with the members snapshot, and a
+# new run's restore — runs as a local activity, in the workflow task that decides it: one
+# marker in the history (the result: a count) instead of the request, its scheduling, start,
+# completion and the extra workflow task that followed, and no activity task through the
+# server. Temporal Cloud bills the local activities of a workflow task as one action, as it
+# billed the activity; sends stay activities (their own queues, retries for a day).
+LOCAL_RECORDS_PATCH = "records-as-local-activities"
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
@@ -114,6 +127,7 @@ class MemberWorkflow:
         self._refused: list[str] = list(input.refused_events)
         self._configured = False  # CONFIG_PATCH
         self._next_touch_in_read_model = False  # NEXT_TOUCH_PATCH
+        self._local_records = False  # LOCAL_RECORDS_PATCH
         self._born_with = input.born_with
         self._version: int | None = input.config_version  # of the member's last decision
         self._rules = Rules(policy=input.policy)
@@ -157,6 +171,7 @@ class MemberWorkflow:
         self._next_touch_in_read_model = self._configured and self._patched(NEXT_TOUCH_PATCH)
         carried = input.state is not None
         budgeted = self._next_touch_in_read_model and self._patched(HISTORY_BUDGET_PATCH)
+        self._local_records = budgeted and self._patched(LOCAL_RECORDS_PATCH)
         born_at_bytes = workflow.info().get_current_history_size()
         if self._exact and input.restore and input.state is None:
             self._choose_rules(carried)
@@ -174,8 +189,8 @@ class MemberWorkflow:
                 return MemberResult(member_id=self._member_id, stage=self._state.stage)
             info = workflow.info()
             if info.is_continue_as_new_suggested() or (
-                    budgeted and info.get_current_history_size() - born_at_bytes > HISTORY_GROWTH
-                    and not self._timer_holds()):
+                    budgeted and not self._timer_holds()
+                    and self._worth_continuing(info.get_current_history_size() - born_at_bytes)):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(MemberInput(
                     member_id=self._member_id, policy=self._policy, state=self._state,
@@ -225,7 +240,8 @@ class MemberWorkflow:
     async def _restore(self) -> None:
         """A run that starts empty takes over the member's event log and decided touches,
         so a member whose run failed or was terminated goes on where it was."""
-        restored = await workflow.execute_activity_method(
+        run = workflow.execute_local_activity_method if self._local_records else workflow.execute_activity_method
+        restored = await run(
             RestoreActivities.load_member_log, RestoreRequest(member_id=self._member_id),
             start_to_close_timeout=RESTORE_TIMEOUT, retry_policy=PROJECTION_RETRY,
         )
@@ -278,7 +294,8 @@ class MemberWorkflow:
         unsent = [(t, r) for t, r in finished if r.outcome is not Outcome.SENT]
         sent = [(t, r) for t, r in finished if r.outcome is Outcome.SENT]
         if unsent or (projection is not None and not sent):
-            await workflow.execute_activity_method(
+            run = workflow.execute_local_activity_method if self._local_records else workflow.execute_activity_method
+            await run(
                 DeliveryActivities.record_outcomes,
                 OutcomeBatch(member_id=self._member_id, touches=tuple(self._request(t, r, None) for t, r in unsent),
                              projection=projection),
@@ -351,6 +368,17 @@ class MemberWorkflow:
 
     def _next_touch_at(self) -> datetime | None:
         return min((t.send_at for t in self._planned.values()), default=None)
+
+    def _worth_continuing(self, grown: int) -> bool:
+        """Whether to continue as new, with the run grown by ``grown`` bytes: past the budget,
+        or when the bytes would sit open until the next wake-up for longer than one action
+        is worth (a member going quiet for weeks continues at once, not a year later)."""
+        if grown > HISTORY_GROWTH:
+            return True
+        if grown < MIN_GROWTH:
+            return False
+        until = self._wake_at - workflow.now() if self._wake_at is not None else IDLE
+        return (grown - NEW_RUN_BYTES) * until.total_seconds() / 3600 > BREAK_EVEN_BYTE_HOURS
 
     def _timer_holds(self) -> bool:
         """Whether the pending timer is still the next wake-up (``_sleep_until_next`` keeps it).

@@ -32,6 +32,7 @@ import pytest
 from temporalio.client import Client
 
 from starter.ingress import parse_lines
+from bench.cost import all_runs
 from worker.converter import decode_history
 from worker.devstack import free_port
 from workflows.events import OrderPlaced
@@ -362,11 +363,19 @@ def test_commands_find_the_stack_from_another_directory(stack: Stack, sent, tmp_
 # --- invalid input -------------------------------------------------------------------------------
 
 
-async def _history_bytes(stack: Stack, workflow_id: str) -> bytes:
-    """The history, payloads decoded: their data appears in it byte for byte (protobuf, no base64)."""
+async def _first_run_id(stack: Stack, workflow_id: str) -> str:
     client = await Client.connect(stack.temporal_address, namespace=NAMESPACE)
-    history = await client.get_workflow_handle(workflow_id).fetch_history()
-    return b"".join(decode_history(event).SerializeToString() for event in history.events)
+    runs = await all_runs(client, workflow_id)
+    if len(runs) > 1:
+        return runs[1].events[0].workflow_execution_started_event_attributes.continued_execution_run_id
+    return (await client.get_workflow_handle(workflow_id).describe()).run_id
+
+
+async def _history_bytes(stack: Stack, workflow_id: str) -> bytes:
+    """Every run's history, payloads decoded: their data appears in it byte for byte (protobuf, no base64)."""
+    client = await Client.connect(stack.temporal_address, namespace=NAMESPACE)
+    runs = await all_runs(client, workflow_id)  # a member continues as new as its history grows
+    return b"".join(decode_history(event).SerializeToString() for history in runs for event in history.events)
 
 
 async def test_invalid_lines_are_named_and_the_valid_ones_get_through(stack: Stack, sent) -> None:
@@ -439,8 +448,10 @@ async def test_personal_data_lives_in_postgres_and_never_in_a_history(stack: Sta
 
     # Payloads are stored deflated; the CLI decodes them through the ingress's codec endpoint,
     # as the Web UI does (the dev stack starts it with --ui-codec-endpoint).
+    # The registration is in the member's first run (it continues as new as its history grows).
     codec = f"http://127.0.0.1:{stack.env['INGRESS_PORT']}/codec"
-    shown = stack.temporal("workflow", "show", "--workflow-id", wid(SAMPLE), "-o", "json", "--codec-endpoint", codec)
+    shown = stack.temporal("workflow", "show", "--workflow-id", wid(SAMPLE), "--run-id", await _first_run_id(stack, wid(SAMPLE)),
+                           "-o", "json", "--codec-endpoint", codec)
     assert shown.returncode == 0, describe(shown)
     strings = list(_decoded_strings(json.loads(shown.stdout)))
     cli_text = "\n".join(strings)

@@ -1,9 +1,12 @@
 """Continue-as-new on history growth (issue 14): a member's open history stays small all year,
 and continuing changes nothing a member receives.
 
+A run continues once it has grown by HISTORY_GROWTH bytes, or from MIN_GROWTH when a long
+sleep lies ahead (workflows.member).
+
 A year of the cost benchmark's loyal buyer (25 events, about 20 touches sent) through the
 ingress path, on the time-skipping server with the production activities on PostgreSQL: once
-with the budget out of reach (one run all year), once as shipped. The same member id both
+with both thresholds out of reach (one run all year), once as shipped. The same member id both
 times (holdout buckets and variants hash it), each in a database of its own.
 """
 
@@ -60,6 +63,7 @@ async def test_a_year_in_several_short_runs_sends_what_one_long_run_sends(env, d
     suffix = "-growth"  # fixed: the same holdout buckets at every run of the test
     async with _own_database(database_server_url) as pool:
         monkeypatch.setattr(member, "HISTORY_GROWTH", 10**9)
+        monkeypatch.setattr(member, "MIN_GROWTH", 10**9)
         ((_, whole, whole_events, whole_runs, _),) = await run_personas(env, pool, [LOYAL], member_suffix=suffix)
         monkeypatch.undo()
         whole_rows = await touches_in_db(pool, whole)
