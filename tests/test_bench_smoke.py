@@ -74,7 +74,8 @@ async def test_cost_counts_actions_above_a_positive_floor(costs: cost.CostResult
         actions = persona.actions
         assert set(KINDS) <= set(actions.by_kind)
         assert actions.by_kind["signals"] == persona.events  # one signal per event
-        assert actions.by_kind["workflow started"] == actions.runs >= 1
+        # Each continue-as-new is a start; the first run's start is its signal-with-start's one action.
+        assert actions.by_kind["workflow started"] == actions.runs - 1 >= 0
         assert actions.touches_sent > 0 and actions.history_bytes > 0
         assert actions.total > persona.floor > 0
         assert sum(persona.above_floor.values()) == actions.total - persona.floor
@@ -144,7 +145,9 @@ async def test_ingest_measures_the_engine_and_the_baseline(stack):
     for phase in (result.engine, result.baseline, result.http):
         assert phase.events == 3 * 8 and phase.members == 3
         assert phase.events_per_second > 0 and phase.accepted_per_second > 0
-    assert result.engine.per_event["activities"] > 0 == result.baseline.per_event["activities"]
+    engine, baseline = result.engine.per_event, result.baseline.per_event
+    assert engine["activities"] + engine["local activity markers"] > 0  # records and sends
+    assert baseline["activities"] == baseline["local activity markers"] == 0
     assert result.ratio > 0 and result.http_ratio > 0 and "processed ev/s" in ingest.report(result)
     http, direct = result.targets()  # the figure through the HTTP ingress is the judged one
     assert http.figure.startswith("HTTP") and http.met is not None and direct.met is None
