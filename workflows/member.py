@@ -89,13 +89,6 @@ MIN_GROWTH = 2_000
 BREAK_EVEN_BYTE_HOURS = 1_190_000
 NEW_RUN_BYTES = 1_000  # what a new run adds besides the carried state: its first task, patch markers
 IDLE = timedelta(days=365)
-# What only writes PostgreSQL — a wake-up's unsent outcomes with the members snapshot, and a
-# new run's restore — runs as a local activity, in the workflow task that decides it: one
-# marker in the history (the result: a count) instead of the request, its scheduling, start,
-# completion and the extra workflow task that followed, and no activity task through the
-# server. Temporal Cloud bills the local activities of a workflow task as one action, as it
-# billed the activity; sends stay activities (their own queues, retries for a day).
-LOCAL_RECORDS_PATCH = "records-as-local-activities"
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
@@ -127,7 +120,6 @@ class MemberWorkflow:
         self._refused: list[str] = list(input.refused_events)
         self._configured = False  # CONFIG_PATCH
         self._next_touch_in_read_model = False  # NEXT_TOUCH_PATCH
-        self._local_records = False  # LOCAL_RECORDS_PATCH
         self._born_with = input.born_with
         self._version: int | None = input.config_version  # of the member's last decision
         self._rules = Rules(policy=input.policy)
@@ -171,7 +163,6 @@ class MemberWorkflow:
         self._next_touch_in_read_model = self._configured and self._patched(NEXT_TOUCH_PATCH)
         carried = input.state is not None
         budgeted = self._next_touch_in_read_model and self._patched(HISTORY_BUDGET_PATCH)
-        self._local_records = budgeted and self._patched(LOCAL_RECORDS_PATCH)
         born_at_bytes = workflow.info().get_current_history_size()
         if self._exact and input.restore and input.state is None:
             self._choose_rules(carried)
@@ -240,8 +231,7 @@ class MemberWorkflow:
     async def _restore(self) -> None:
         """A run that starts empty takes over the member's event log and decided touches,
         so a member whose run failed or was terminated goes on where it was."""
-        run = workflow.execute_local_activity_method if self._local_records else workflow.execute_activity_method
-        restored = await run(
+        restored = await workflow.execute_activity_method(
             RestoreActivities.load_member_log, RestoreRequest(member_id=self._member_id),
             start_to_close_timeout=RESTORE_TIMEOUT, retry_policy=PROJECTION_RETRY,
         )
@@ -294,8 +284,7 @@ class MemberWorkflow:
         unsent = [(t, r) for t, r in finished if r.outcome is not Outcome.SENT]
         sent = [(t, r) for t, r in finished if r.outcome is Outcome.SENT]
         if unsent or (projection is not None and not sent):
-            run = workflow.execute_local_activity_method if self._local_records else workflow.execute_activity_method
-            await run(
+            await workflow.execute_activity_method(
                 DeliveryActivities.record_outcomes,
                 OutcomeBatch(member_id=self._member_id, touches=tuple(self._request(t, r, None) for t, r in unsent),
                              projection=projection),
