@@ -143,10 +143,13 @@ async def run_personas(env: WorkflowEnvironment, pool, personas=PERSONAS, *, mem
                           workflow_failure_exception_types=[Exception])
     async with worker:
         try:
+            started: set[str] = set()
             for event in timeline:
                 await _sleep_until(env, event.occurred_at)
                 (stripped,) = await strip_contacts(pool, [event])
-                await signal_with_start(client, stripped, task_queue)
+                # As the forwarder does: a member's first event has nothing logged before it to restore.
+                await signal_with_start(client, stripped, task_queue, restore=event.member_id in started)
+                started.add(event.member_id)
             await _sleep_until(env, end)
             histories = {member: await all_runs(client, workflow_id(member)) for _, member in members}
         finally:

@@ -93,12 +93,15 @@ async def forward(client: Client, events: list[MemberEvent], task_queue: str) ->
 
 
 async def signal_with_start(client: Client, event: MemberEvent, task_queue: str,
-                            rpc_timeout: timedelta | None = None) -> None:
+                            rpc_timeout: timedelta | None = None, restore: bool = True) -> None:
+    """``restore=False`` only for a member PostgreSQL holds nothing earlier of (the forwarder
+    knows: ``event`` is the member's first logged event and no touch is recorded): its run
+    then starts without the restore activity, an activity and a workflow task less."""
     await client.start_workflow(
         MemberWorkflow.run,
         # A fresh run (a new member, or one whose run failed or was terminated) first
         # reloads what PostgreSQL holds of the member, so it never restarts empty.
-        MemberInput(member_id=event.member_id, restore=True, born_with=BORN_WITH),
+        MemberInput(member_id=event.member_id, restore=restore, born_with=BORN_WITH),
         id=workflow_id(event.member_id),
         task_queue=task_queue,
         start_signal="event",

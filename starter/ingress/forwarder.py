@@ -59,6 +59,12 @@ _MARK = """
 UPDATE member_events SET forwarded_at = now(), lease_until = NULL, forward_error = u.error
 FROM unnest($1::text[], $2::text[]) AS u(event_id, error) WHERE member_events.event_id = u.event_id
 """
+# Nothing logged before the member's earliest leased event and no touch decided: a run it starts
+# has nothing to restore (signal_with_start(restore=False)).
+_NOTHING_BEFORE = """
+SELECT NOT EXISTS (SELECT 1 FROM member_events WHERE member_id = $1 AND seq < $2)
+   AND NOT EXISTS (SELECT 1 FROM touches WHERE member_id = $1)
+"""
 _RELEASE = "UPDATE member_events SET lease_until = NULL WHERE event_id = ANY($1::text[]) AND forwarded_at IS NULL"
 _FAILED = "UPDATE member_events SET forward_error = $2 WHERE event_id = $1"
 _LAG = "SELECT extract(epoch FROM now() - min(accepted_at))::float8 FROM member_events WHERE forwarded_at IS NULL"
@@ -154,9 +160,11 @@ class Forwarder:
             return
         done: list[tuple[str, str | None]] = []
         failed: str | None = None
+        nothing_before = await self._pool.fetchval(_NOTHING_BEFORE, member_id, leased[0]["seq"])
         try:
-            for row in leased:
-                done.append((row["event_id"], await self._signal(member_id, row, result)))
+            for n, row in enumerate(leased):
+                done.append((row["event_id"], await self._signal(member_id, row, result,
+                                                                 restore=not (nothing_before and n == 0))))
         except RPCError as error:
             result.waiting += 1
             failed = f"temporal: {error}"[:500]
@@ -179,7 +187,8 @@ class Forwarder:
             rows = await conn.fetch(_CLAIM, member_id, LEASE, MAX_LEASED)
         return sorted(rows, key=lambda r: r["seq"])
 
-    async def _signal(self, member_id: str, row: asyncpg.Record, result: ForwardResult) -> str | None:
+    async def _signal(self, member_id: str, row: asyncpg.Record, result: ForwardResult,
+                      restore: bool = True) -> str | None:
         """Signal one logged event; the reason it cannot ever be forwarded, if so."""
         try:
             event = parse_event(row["payload"])
@@ -187,7 +196,8 @@ class Forwarder:
             why = f"invalid payload: {'; '.join(error.problems)}"
         else:
             try:
-                await signal_with_start(self._client, event, self._task_queue, rpc_timeout=RPC_TIMEOUT)
+                await signal_with_start(self._client, event, self._task_queue, rpc_timeout=RPC_TIMEOUT,
+                                        restore=restore)
                 return None
             except WorkflowAlreadyStartedError:
                 why = "the member's workflow has completed (erased)"

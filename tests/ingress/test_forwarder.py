@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import uuid
+from datetime import timedelta
 
 from bench.cost import all_runs
 from starter.ingress.forwarder import Forwarder, forward_lag
 from starter.ingress.log import accept
 from tests.factories import jst, order, registered
+from worker.converter import decompress
 
 
 async def test_each_members_events_are_forwarded_once_and_progress_counts_members(dev_server_env, pool):
@@ -32,3 +35,28 @@ async def test_each_members_events_are_forwarded_once_and_progress_counts_member
         signalled = [e for run in runs for e in run.events if e.HasField("workflow_execution_signaled_event_attributes")]
         assert len(signalled) == 2  # registration, then the order: once each
         await dev_server_env.client.get_workflow_handle(f"member-{m}").terminate("test finished")
+
+
+def _started_input(history) -> dict:
+    started = history.events[0].workflow_execution_started_event_attributes
+    return json.loads(decompress(started.input.payloads[0]).data)
+
+
+async def test_a_new_member_starts_without_a_restore_and_a_restarted_one_restores(dev_server_env, pool):
+    """A run started by the member's first logged event has nothing to reload (no restore
+    activity); a run started after the member's earlier run was lost reloads the log."""
+    run = uuid.uuid4().hex[:6]
+    member = f"fwd-{run}-new"
+    t0 = jst(2026, 4, 1)
+    await accept(pool, [(1, registered(member, t0)), (2, order(member, t0, "o1"))])
+    forwarder = Forwarder(pool, dev_server_env.client, f"fwd-{run}")
+    assert (await forwarder.forward_pending([member])).forwarded == 2
+    handle = dev_server_env.client.get_workflow_handle(f"member-{member}")
+    assert _started_input(await handle.fetch_history())["restore"] is False
+
+    await handle.terminate("the run was lost")
+    await accept(pool, [(3, order(member, t0 + timedelta(days=30), "o2"))])
+    assert (await forwarder.forward_pending([member])).forwarded == 1
+    latest = await handle.fetch_history()  # the run the third event started
+    assert _started_input(latest)["restore"] is True
+    await handle.terminate("test finished")
