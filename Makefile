@@ -27,6 +27,7 @@ faults: $(STAMP)
 	$(BIN)/python -m bench.scale_out $(SCALE_OUT_ARGS)
 	$(BIN)/python -m bench.broadcast_faults $(BROADCAST_FAULT_ARGS)
 	FUZZ_EXAMPLES=1800 $(BIN)/python -m pytest -q -s -p no:cacheprovider tests/ingress/test_http_fuzz.py
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m slow
 
 install: $(STAMP)
 

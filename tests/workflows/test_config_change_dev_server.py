@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, time, timedelta, timezone
 
+import pytest
+
 from activities import db
 from activities.shop_versions import apply
 from starter.ingress.forwarder import Forwarder
@@ -25,6 +27,9 @@ from worker.settings import Settings
 from workflows.member import MemberWorkflow, workflow_id
 
 MEMBERS = 100
+# Two and a half minutes of real clock: make faults runs it; tests/workflows/test_shop_config.py
+# changes the configuration mid-journey on the time-skipping server in make test.
+pytestmark = pytest.mark.slow
 LEAD = timedelta(seconds=3)
 
 
