@@ -202,19 +202,13 @@ async def measure(stack: Stack | None = None, quick: bool = False, personas=PERS
             started = asyncio.get_running_loop().time()
             runs = await run_personas(env, pool, personas)
             wall = asyncio.get_running_loop().time() - started
-            costs = [PersonaCost(p, member, len(events), billing.count(histories), histories, end)
-                     for p, member, events, histories, end in runs]
-            for cost in costs:  # a local activity's request is not in the history: read what it recorded
-                cost.actions.unsent = await _unsent(pool, cost.member_id)
         finally:
             await env.shutdown()
-    return CostResult(personas=costs, wall_seconds=wall)
-
-
-async def _unsent(pool, member_id: str) -> Counter:
-    rows = await pool.fetch("SELECT scenario, outcome FROM touches WHERE member_id = $1 AND outcome <> 'sent'",
-                            member_id)
-    return Counter(f"{r['scenario']} {r['outcome']}" for r in rows)
+    return CostResult(
+        personas=[PersonaCost(p, member, len(events), billing.count(histories), histories, end)
+                  for p, member, events, histories, end in runs],
+        wall_seconds=wall,
+    )
 
 
 def report(result: CostResult) -> str:

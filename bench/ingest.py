@@ -256,6 +256,7 @@ MIX = {
 
 async def history_mix(client: Client, ids: list[str], events_per_member: float) -> dict[str, float]:
     """What the server did per order-system event, from a sample of the members' histories."""
+    from bench.actions import LOCAL_ACTIVITY_MARKER
     from bench.cost import all_runs
 
     counts = {name: 0 for name in MIX}
@@ -265,7 +266,7 @@ async def history_mix(client: Client, ids: list[str], events_per_member: float) 
                 for name, kind in MIX.items():
                     counts[name] += event.event_type == kind and (
                         kind != EventType.EVENT_TYPE_MARKER_RECORDED
-                        or event.marker_recorded_event_attributes.marker_name == "core_local_activity")
+                        or event.marker_recorded_event_attributes.marker_name == LOCAL_ACTIVITY_MARKER)
     return {name: n / (len(ids) * events_per_member) for name, n in counts.items()} if ids else {}
 
 

@@ -40,18 +40,23 @@ def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-async def database_url(database_server_url: str) -> str:  # noqa: D401
-    """A fresh database for this test session, migrated."""
-    name = f"goldenroute_test_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(database_server_url)
+async def new_database(server_url: str, prefix: str = "goldenroute_test") -> str:
+    """A fresh database on ``server_url``, migrated; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
-    url = _with_database(database_server_url, name)
+    url = _with_database(server_url, name)
     pool = await db.create_pool(url)
     await db.migrate(pool)
     await pool.close()
     return url
+
+
+@pytest.fixture(scope="session")
+async def database_url(database_server_url: str) -> str:  # noqa: D401
+    """A fresh database for this test session, migrated."""
+    return await new_database(database_server_url)
 
 
 @pytest.fixture(scope="session")

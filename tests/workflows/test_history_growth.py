@@ -13,10 +13,8 @@ times (holdout buckets and variants hash it), each in a database of its own.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from datetime import datetime
 
-import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import History
@@ -25,7 +23,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities import db
 from bench.cost import run_personas
 from bench.personas import PERSONAS
-from tests.conftest import _with_database
+from tests.conftest import new_database
 from tests.workflows.helpers import touches_in_db
 from workflows import member
 
@@ -41,13 +39,8 @@ async def env(time_skipping_env: WorkflowEnvironment) -> WorkflowEnvironment:
 
 @contextlib.asynccontextmanager
 async def _own_database(server_url: str):
-    name = f"goldenroute_growth_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_url)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    pool = await db.create_pool(_with_database(server_url, name))
+    pool = await db.create_pool(await new_database(server_url, "goldenroute_growth"))
     try:
-        await db.migrate(pool)
         yield pool
     finally:
         await pool.close()
