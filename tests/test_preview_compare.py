@@ -195,7 +195,7 @@ def test_compare_table_shows_each_change_old_to_new(capsys, configs):
     assert code == 0, err
     lines = [" ".join(line.split()) for line in out.splitlines()]  # cells one space apart
     assert lines[0].startswith("member m-normal-001 (Asia/Tokyo): 2026-09-10T12:03+09:00")
-    assert lines[1] == f"{configs['base']} → {configs['both']}: 9 moved, 0 appeared, 3 disappeared, 5 unchanged"
+    assert lines[1] == f"{configs['base']} → {configs['both']}: 9 moved, 0 appeared, 3 disappeared, 1 unchanged"
     assert "moved 2026-09-26(土) 10:00 → 11:00 S03 F1→F2転換 testimonial email sent route:email" in lines
     assert "disappeared 2026-12-07(月) 10:00 S06 定期引上 upsell email sent route:email" in lines
     assert len(lines) == 2 + 1 + 2 + 9 + 3  # header, summary, blank, the table's head and rule, the changes

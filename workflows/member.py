@@ -66,13 +66,6 @@ NETWORK_CHANNELS = frozenset({Channel.EMAIL, Channel.LINE, Channel.SMS, Channel.
 # NextTouchAt lives in the members read model only (SPEC §6), not in a search attribute that
 # cost an upsert at nearly every wake-up (99 of 140 upserts of the cost benchmark's year).
 NEXT_TOUCH_PATCH = "next-touch-at-in-the-read-model-only"
-# Every patch above: a run started by this code (the ingress, `member restore`, the preview,
-# continue-as-new) is born with them and records no marker for them (MemberInput.born_with):
-# seven markers and seven TemporalChangeVersion upserts less at each new member's first task.
-# A patch added later is asked with workflow.patched as usual, and joins this set only once
-# every worker that may pick up a run started with it has it.
-BORN_WITH = frozenset({LEDGER_PATCH, INGRESS_LOG_PATCH, CONFIG_PATCH, BATCH_PATCH, PROJECTION_PATCH,
-                       CHANNEL_QUEUES_PATCH, NEXT_TOUCH_PATCH})
 # Continue-as-new as the run's own history grows (issue 14): an open history is billed by the
 # GB-hour for as long as the run is open, and a member's run is open for years. The next run
 # starts from the carried state alone (about 2 kB deflated), so the open history stays near
@@ -89,6 +82,26 @@ MIN_GROWTH = 2_000
 BREAK_EVEN_BYTE_HOURS = 1_190_000
 NEW_RUN_BYTES = 1_000  # what a new run adds besides the carried state: its first task, patch markers
 IDLE = timedelta(days=365)
+# Issue 14, two changes of what a run does, under one patch (one marker a run, not two):
+# - S11 is entered on day 90 (SPEC §4: "latest main purchase ordered 90 days ago"), not at the
+#   purchase: a main purchase before then withdraws its steps without an outcome
+#   (scenarios.plan), where it recorded two `cancelled` S11 touches for every repeat purchase,
+#   and woke at the grace period's end to do it (45 outcomes, 31 activities and as many timers
+#   of the cost benchmark's year).
+# - A change of the search attributes at a wake-up that starts a new timer anyway continues the
+#   run as new with them, once the run has grown by more than a new run adds: one action, as the
+#   upsert was, and the history starts small again.
+LEAN_PATCH = "s11-entered-on-day-90-search-attributes-by-continue-as-new"
+# The patches above but the last: a run started by this code (the ingress, `member restore`, the preview,
+# continue-as-new) is born with them and records no marker for them (MemberInput.born_with):
+# eight markers and eight TemporalChangeVersion upserts less at each new member's first task.
+# A patch added later is asked with workflow.patched as usual, and joins this set only once
+# every worker that may pick up a run started with it has it.
+BORN_WITH = frozenset({LEDGER_PATCH, INGRESS_LOG_PATCH, CONFIG_PATCH, BATCH_PATCH, PROJECTION_PATCH,
+                       CHANNEL_QUEUES_PATCH, NEXT_TOUCH_PATCH, HISTORY_BUDGET_PATCH})
+# HISTORY_BUDGET_PATCH joined in the release after its own: a marker and an upsert less at every
+# continued run. A rolling deploy straight from a release before it stops the old workers first.
+# LEAN_PATCH is new in this release and is still asked.
 RESTORE_TIMEOUT = timedelta(minutes=1)
 MAX_REFUSED = 20
 
@@ -124,6 +137,7 @@ class MemberWorkflow:
         self._version: int | None = input.config_version  # of the member's last decision
         self._rules = Rules(policy=input.policy)
         self._previous: tuple[Rules, datetime] | None = None  # at a transition: the rules before, since when
+        self._lean = False  # LEAN_PATCH: S11 from day 90, search attributes by continue-as-new
 
     @workflow.signal
     def event(self, event: MemberEvent) -> None:
@@ -163,6 +177,7 @@ class MemberWorkflow:
         self._next_touch_in_read_model = self._configured and self._patched(NEXT_TOUCH_PATCH)
         carried = input.state is not None
         budgeted = self._next_touch_in_read_model and self._patched(HISTORY_BUDGET_PATCH)
+        self._lean = budgeted and self._patched(LEAN_PATCH)
         born_at_bytes = workflow.info().get_current_history_size()
         if self._exact and input.restore and input.state is None:
             self._choose_rules(carried)
@@ -174,14 +189,19 @@ class MemberWorkflow:
             await self._settle_touches()
             # NEXT_TOUCH_PATCH: NextTouchAt is unset (once, for a run that had it), never set again.
             next_touch_at = None if self._next_touch_in_read_model else self._next_touch_at()
-            published = _publish_search_attributes(self._state, next_touch_at, published)
+            wanted = search.values_of(self._state, next_touch_at)
             if self._state.stage is Stage.ERASED:
+                _publish_search_attributes(wanted, published)
                 await self._erase()
                 return MemberResult(member_id=self._member_id, stage=self._state.stage)
             info = workflow.info()
-            if info.is_continue_as_new_suggested() or (
-                    budgeted and not self._timer_holds()
-                    and self._worth_continuing(info.get_current_history_size() - born_at_bytes)):
+            grown = info.get_current_history_size() - born_at_bytes
+            continuing = info.is_continue_as_new_suggested() or (budgeted and not self._timer_holds() and (
+                self._worth_continuing(grown)
+                or (self._lean and wanted != published and grown > NEW_RUN_BYTES)))
+            if not (continuing and self._lean):  # LEAN_PATCH: the next run is started with them
+                published = _publish_search_attributes(wanted, published)
+            if continuing:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(MemberInput(
                     member_id=self._member_id, policy=self._policy, state=self._state,
@@ -189,7 +209,7 @@ class MemberWorkflow:
                     projection=self._projection, restore=input.restore,
                     refused_events=tuple(self._refused), config_version=self._version,
                     born_with=BORN_WITH,
-                ))
+                ), search_attributes=search.typed(wanted) if self._lean else None)
             await self._sleep_until_next()
 
     def _patched(self, patch: str) -> bool:
@@ -254,9 +274,10 @@ class MemberWorkflow:
         transition = None
         if self._previous is not None:  # what the rules before called for, with the facts of now
             before, since = self._previous
-            transition = policy.Transition(since, policy.planned_dues(self._state, self._planned, before))
-        settlement = policy.settle(self._state, self._planned, workflow.now(), self._rules,
-                                   exact=self._exact, transition=transition)
+            transition = policy.Transition(since, policy.planned_dues(self._state, self._planned, before,
+                                                                      self._lean))
+        settlement = policy.settle(self._state, self._planned, workflow.now(), self._rules, exact=self._exact,
+                                   transition=transition, entered_at_first_step=self._lean)
         if self._configured:
             self._version, self._previous = self._rules.version, None
         self._planned = settlement.pending
@@ -400,20 +421,10 @@ def _current_search_attributes() -> dict[str, object]:
     return {key.name: attributes.get(key) for key in search.ALL}
 
 
-def _publish_search_attributes(
-    state: MemberState, next_touch_at: datetime | None, published: dict[str, object]
-) -> dict[str, object]:
-    """Upsert the operator-facing search attributes, only those whose value changed."""
-    wanted = {
-        search.LIFECYCLE_STAGE: state.stage.value,
-        search.SUBSCRIPTION_STATUS: state.subscription_status.value,
-        search.PURCHASE_COUNT: state.purchase_count,
-        search.NEXT_TOUCH_AT: next_touch_at,
-    }
-    updates = []
-    for key, value in wanted.items():
-        if published.get(key.name) != value:
-            updates.append(key.value_set(value) if value is not None else key.value_unset())
+def _publish_search_attributes(wanted: dict[str, object], published: dict[str, object]) -> dict[str, object]:
+    """Upsert the search attributes whose value changed; returns what is now published."""
+    updates = [key.value_set(wanted[key.name]) if wanted[key.name] is not None else key.value_unset()
+               for key in search.ALL if published.get(key.name) != wanted[key.name]]
     if updates:
         workflow.upsert_search_attributes(updates)
-    return {key.name: value for key, value in wanted.items()}
+    return wanted

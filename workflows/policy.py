@@ -187,7 +187,8 @@ class Transition:
 
 
 def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
-           config: Rules | PolicyConfig, exact: bool = True, transition: Transition | None = None) -> Settlement:
+           config: Rules | PolicyConfig, exact: bool = True, transition: Transition | None = None,
+           entered_at_first_step: bool = True) -> Settlement:
     """Decide every touch whose time has come; keep the rest; say when to wake next.
 
     A pending touch that the member's facts no longer call for (its order was
@@ -205,11 +206,14 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
     one new since the version took effect, while the member slept, is due from this
     decision on; one the change moved earlier is late only as late as it would have been
     without the change — neither expires because of the change itself.
+
+    ``entered_at_first_step``: S11 is entered on day 90, so a main purchase before then
+    withdraws its steps (``scenarios.plan``); False for runs started before that rule.
     """
     rules = as_rules(config)
     grace = rules.policy.grace if exact else timedelta(0)
     planned = {t.key: _keep_postponement(t, pending.get(t.key), transition is not None)
-               for t in plan(state, rules, grace)}
+               for t in plan(state, rules, grace, entered_at_first_step)}
     finished: list[tuple[PlannedTouch, TouchRecord]] = []
     for key, touch in pending.items():
         if key in planned:
@@ -258,10 +262,10 @@ def settle(state: MemberState, pending: dict[str, PlannedTouch], now: datetime,
 
 
 def planned_dues(state: MemberState, pending: dict[str, PlannedTouch],
-                 rules: Rules | PolicyConfig) -> dict[str, datetime]:
+                 rules: Rules | PolicyConfig, entered_at_first_step: bool = True) -> dict[str, datetime]:
     """What a version calls for with the facts of now, key → due: what it plans, and what
     is already pending under it."""
-    planned = plan(state, as_rules(rules), as_rules(rules).policy.grace)
+    planned = plan(state, as_rules(rules), as_rules(rules).policy.grace, entered_at_first_step)
     return {key: touch.due_at for key, touch in pending.items()} | {t.key: t.due_at for t in planned}
 
 

@@ -100,6 +100,10 @@ class Template:
     converts_on: Literal["main_purchase", "subscription_started", "subscription_resumed",
                          "cross_purchase", "subscription_cancelled"] = "main_purchase"
     kpi_days: int = 60
+    # Entered when its first step is due, not at the entry's event (S11: "latest main purchase
+    # ordered 90 days ago"): an exit before that day means the member never entered it, and
+    # its steps are withdrawn without an outcome instead of ending ``cancelled``.
+    entered_at_first_step: bool = False
 
 
 def _day(anchor: str, days: int = 0, supply: Fraction = Fraction(0)) -> Timing:
@@ -222,7 +226,7 @@ TEMPLATES: tuple[Template, ...] = (
             Step("comeback_offer", _day("purchase", 90)),
             Step("new_product", _day("purchase", 120)),
         ),
-        entries=entered.reactivation, kpi_days=60,
+        entries=entered.reactivation, kpi_days=60, entered_at_first_step=True,
     ),
     Template(
         Scenario.S12_CHURN_PREVENTION, "解約防止", "churn prevention",
@@ -248,12 +252,16 @@ PRIORITY = {
 }
 
 
-def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = timedelta(0)) -> list[PlannedTouch]:
+def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = timedelta(0),
+         entered_at_first_step: bool = True) -> list[PlannedTouch]:
     """Every touch the scenarios (and the broadcast runs) call for that has no outcome yet, earliest first.
 
     A step the shop switched off is not planned; a step it moved is timed its way.
     A touch whose scenario exited before it was due comes back with
-    ``cancelled_reason`` set; the policy records it as ``cancelled``.
+    ``cancelled_reason`` set; the policy records it as ``cancelled``. An entry of a
+    scenario entered at its first step (S11) that exited before that step was due plans
+    nothing: the member never entered it (``entered_at_first_step=False``: as members
+    whose run started before that rule, whose such steps end ``cancelled``).
     """
     if state.stage is Stage.ERASED:
         return []
@@ -265,14 +273,17 @@ def plan(state: MemberState, rules: Rules = DEFAULT_RULES, grace: timedelta = ti
         scenario = template.scenario.value
         if not rules.scenario(scenario).enabled:
             continue
+        steps = [step for step in template.steps if rules.step_enabled(scenario, step.name)
+                 and (step.audience is None or (step.audience == "offline") == offline)]
         for entry in template.entries(state, rules):
-            for step in template.steps:
-                if step.audience is not None and (step.audience == "offline") != offline:
-                    continue
-                if not rules.step_enabled(scenario, step.name):
-                    continue
+            dues = []
+            for step in steps:
                 moved = rules.timing_of(scenario, step.name, entry.supply_days, step.timing.days, step.timing.supply)
-                due = step.timing.due(entry, state.profile.timezone, send_time, grace, moved)
+                dues.append((step, step.timing.due(entry, state.profile.timezone, send_time, grace, moved)))
+            if entered_at_first_step and template.entered_at_first_step and entry.exit is not None and all(
+                    due is None or entry.exit.at <= due for _, due in dues):
+                continue
+            for step, due in dues:
                 key = touch_key(state.member_id, template.scenario, step.name, entry.occurrence)
                 if due is None or key in done:
                     continue

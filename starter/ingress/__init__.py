@@ -18,6 +18,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from activities.contacts import store_registrations
 from starter.ingress.parse import Parsed, Rejected, parse_lines  # noqa: F401  (re-exported)
+from workflows import lifecycle, search
 from workflows.events import MemberErased, MemberEvent, MemberRegistered
 from workflows.member import BORN_WITH, MemberWorkflow, workflow_id
 from workflows.messages import MemberInput
@@ -96,7 +97,9 @@ async def signal_with_start(client: Client, event: MemberEvent, task_queue: str,
                             rpc_timeout: timedelta | None = None, restore: bool = True) -> None:
     """``restore=False`` only for a member PostgreSQL holds nothing earlier of (the forwarder
     knows: ``event`` is the member's first logged event and no touch is recorded): its run
-    then starts without the restore activity, an activity and a workflow task less."""
+    then starts without the restore activity, an activity and a workflow task less, and
+    with the search attributes its first event gives it: its first task then changes none
+    (an upsert, or a continue-as-new, less). A run that is already open ignores them."""
     await client.start_workflow(
         MemberWorkflow.run,
         # A fresh run (a new member, or one whose run failed or was terminated) first
@@ -110,4 +113,7 @@ async def signal_with_start(client: Client, event: MemberEvent, task_queue: str,
         # terminated one may be started afresh.
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
         rpc_timeout=rpc_timeout,
+        search_attributes=None if restore else search.typed(search.values_of(
+            lifecycle.apply(lifecycle.advance_clock(lifecycle.new_member(event.member_id), event.occurred_at),
+                            event))),
     )

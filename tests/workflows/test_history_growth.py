@@ -57,6 +57,7 @@ async def test_a_year_in_several_short_runs_sends_what_one_long_run_sends(env, d
     async with _own_database(database_server_url) as pool:
         monkeypatch.setattr(member, "HISTORY_GROWTH", 10**9)
         monkeypatch.setattr(member, "MIN_GROWTH", 10**9)
+        monkeypatch.setattr(member, "NEW_RUN_BYTES", 10**9)  # nor to publish the search attributes
         ((_, whole, whole_events, whole_runs, _),) = await run_personas(env, pool, [LOYAL], member_suffix=suffix)
         monkeypatch.undo()
         whole_rows = await touches_in_db(pool, whole)

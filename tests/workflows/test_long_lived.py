@@ -190,9 +190,8 @@ async def test_a_five_year_monthly_buyer_keeps_s08_and_s09_spacing_across_the_fo
         ("S06", "upsell", "sent", "route:line"): n_orders - 2,
         ("S08", "loyalty_offer", "sent", "route:line"): 10,
         ("S09", "cross_offer", "sent", "route:line"): 20,
-        # The next order always comes before day 90: reactivation is never sent.
-        ("S11", "comeback_offer", "cancelled", "exit:main_purchase"): n_orders - 1,
-        ("S11", "new_product", "cancelled", "exit:main_purchase"): n_orders - 1,
+        # The next order always comes before day 90: the member never enters reactivation (S11),
+        # whose steps are withdrawn without an outcome, not recorded `cancelled` for every order.
     })
 
     # S08: the 4th purchase (day 90) and then every 180 days; 30 days after each shipment.
