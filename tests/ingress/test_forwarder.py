@@ -11,6 +11,7 @@ from starter.ingress.forwarder import Forwarder, forward_lag
 from starter.ingress.log import accept
 from tests.factories import jst, order, registered
 from worker.converter import decompress
+from workflows.search import LIFECYCLE_STAGE, PURCHASE_COUNT, SUBSCRIPTION_STATUS
 
 
 async def test_each_members_events_are_forwarded_once_and_progress_counts_members(dev_server_env, pool):
@@ -53,10 +54,17 @@ async def test_a_new_member_starts_without_a_restore_and_a_restarted_one_restore
     assert (await forwarder.forward_pending([member])).forwarded == 2
     handle = dev_server_env.client.get_workflow_handle(f"member-{member}")
     assert _started_input(await handle.fetch_history())["restore"] is False
+    # No worker runs here: the operators' search attributes are the ones the run was started
+    # with, its first event's (a registration: a prospect), so its first task changes none.
+    attributes = (await handle.describe()).typed_search_attributes
+    assert (attributes.get(LIFECYCLE_STAGE), attributes.get(PURCHASE_COUNT),
+            attributes.get(SUBSCRIPTION_STATUS)) == ("prospect", 0, "none")
 
     await handle.terminate("the run was lost")
     await accept(pool, [(3, order(member, t0 + timedelta(days=30), "o2"))])
     assert (await forwarder.forward_pending([member])).forwarded == 1
     latest = await handle.fetch_history()  # the run the third event started
     assert _started_input(latest)["restore"] is True
+    # What a restored member's attributes are is known only once its log is reloaded.
+    assert (await handle.describe()).typed_search_attributes.get(LIFECYCLE_STAGE) is None
     await handle.terminate("test finished")

@@ -107,7 +107,8 @@ async def test_search_attributes_are_set_and_upserted_only_when_they_change(env,
 
         async def listed():
             found = [w.id async for w in env.client.list_workflows(
-                f'LifecycleStage = "f1" AND PurchaseCount = 1 AND WorkflowId = "member-{member_id}"')]
+                f'LifecycleStage = "f1" AND PurchaseCount = 1 AND WorkflowId = "member-{member_id}"'
+                f' AND ExecutionStatus = "Running"')]
             assert found == [f"member-{member_id}"]
         await eventually(listed)
 
