@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from workflows import broadcasts
 from workflows.events import Channel
 from workflows.lifecycle import MemberState, SubscriptionStatus
-from workflows.rules import QUIET_CHANNELS, PolicyConfig, Rules
+from workflows.rules import PolicyConfig, Rules
 from workflows.scenarios import BY_SCENARIO, Scenario, plan
 from workflows.touches import Outcome, PlannedTouch, TouchRecord
 
