@@ -21,7 +21,10 @@ from workflows.touches import TouchRecord
 RECENT = timedelta(days=180)
 MAX_LEDGER = 400  # a safety bound far above what the rules above keep
 # Scenarios whose entries the shop's configuration decides (S08's N回目 and spacing): a change
-# can make an old entry derivable again, so their outcomes (one per 180 days) are kept.
+# can make an old entry derivable again, so their outcomes (one per 180 days) are kept while
+# the purchase that entered them is still in the state (an order folded out of the state
+# derives no entry, whatever the configuration: without this the ledger grew by two S08
+# outcomes a year for ever).
 RULED_ENTRIES = frozenset({Scenario.S08_LOYALTY.value})
 
 
@@ -43,7 +46,8 @@ def record(state: MemberState, records: list[TouchRecord], rules: Rules = DEFAUL
             # A broadcast's outcome goes with its run (lifecycle.BROADCAST_KEEP): a newsletter
             # a week for years must not fill the ledger.
             return (r.step, r.occurrence) in runs
-        return (r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT or r.scenario in RULED_ENTRIES
+        return ((r.scenario, r.occurrence) in live or r.decided_at >= now - RECENT
+                or (r.scenario in RULED_ENTRIES and r.occurrence in state.orders))
 
     kept = tuple(r for r in (*state.touches, *records) if keeps(r))
     return state.model_copy(update={"touches": kept[-MAX_LEDGER:]})

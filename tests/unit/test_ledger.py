@@ -170,6 +170,17 @@ def test_a_40_month_buyer_keeps_getting_s08_and_s09_at_their_spacing_and_nothing
     assert len(s08) == 7  # 4th purchase (month 3), then every 180 days: months 9, 15, 21, 27, 33, 39
 
 
+def test_the_ledger_of_a_monthly_buyer_stops_growing_once_its_orders_are_folded():
+    """S08's outcomes are kept while the order that entered them is in the state (a change of
+    its N回目 could derive that entry again), not for ever: after five years and after ten the
+    ledger holds the same number of outcomes, and none of an order the state let go of."""
+    five, _ = simulate(_monthly(60), 60 * 30, PolicyConfig(holdout_percent=0))
+    ten, _ = simulate(_monthly(120), 120 * 30, PolicyConfig(holdout_percent=0))
+    assert len(ten.touches) == len(five.touches)
+    s08 = [t for t in ten.touches if t.scenario == "S08"]
+    assert s08 and all(t.occurrence in ten.orders for t in s08)
+
+
 def test_two_lengthenings_ten_days_apart_call_once_and_six_signals_keep_their_real_entries():
     sub = SUB
     events = [registered(M, T0), order(M, T0, "o1", subscription_id="sub1"),
