@@ -21,7 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.delivery import DeliveryActivities
     from activities.projection import ProjectionActivities
     from activities.restore import RestoreActivities
-    from workflows import ledger, lifecycle, policy, search, versions
+    from workflows import ledger, lifecycle, messages, policy, search, versions
     from workflows.events import Channel, MemberEvent, MemberRegistered
     from workflows.lifecycle import MemberState, Stage
     from workflows.messages import (
@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
         RestoreRequest,
         Timeline,
     )
-    from workflows.projection import ProjectionRequest
+    from workflows.projection import ProjectionLog, ProjectionRequest
     from workflows.rules import Rules
     from workflows.touches import Outcome, PlannedTouch, TouchRecord
 
@@ -121,11 +121,18 @@ class MemberWorkflow:
     def __init__(self, input: MemberInput) -> None:
         self._member_id = input.member_id
         self._policy = input.policy
-        self._state: MemberState = input.state or lifecycle.new_member(input.member_id)
+        self._dormant: bytes | None = None  # between activations: the three below, frozen (_sleep_until_next)
+        self._carried = input.state is not None
+        self._state = input.state or lifecycle.new_member(input.member_id)
         self._inbox: list[MemberEvent] = list(input.pending_events)
-        self._planned: dict[str, PlannedTouch] = {t.key: t for t in input.planned}
+        self._planned = {t.key: t for t in input.planned}
         self._wake_at: datetime | None = None
-        self._projection = input.projection.model_copy(deep=True)
+        self._projection = input.projection
+        # The SDK keeps the run's input for as long as the run is open; the run has taken these
+        # over and freezes them between activations: let the input go of them too.
+        for name, empty in (("state", None), ("planned", ()), ("pending_events", ()),
+                            ("projection", ProjectionLog())):
+            object.__setattr__(input, name, empty)
         self._timer: asyncio.Future | None = None
         self._timer_at: datetime | None = None
         self._exact = False  # set at the start of ``run``: LEDGER_PATCH
@@ -138,6 +145,45 @@ class MemberWorkflow:
         self._rules = Rules(policy=input.policy)
         self._previous: tuple[Rules, datetime] | None = None  # at a transition: the rules before, since when
         self._lean = False  # LEAN_PATCH: S11 from day 90, search attributes by continue-as-new
+
+    # The member's state, planned touches and projection bookkeeping: live during an
+    # activation, a deflated blob (messages.freeze) while the run waits in the worker's cache.
+    @property
+    def _state(self) -> MemberState:
+        return self._thawed()._state_live
+
+    @_state.setter
+    def _state(self, value: MemberState) -> None:
+        self._thawed()._state_live = value
+
+    @property
+    def _planned(self) -> dict[str, PlannedTouch]:
+        return self._thawed()._planned_live
+
+    @_planned.setter
+    def _planned(self, value: dict[str, PlannedTouch]) -> None:
+        self._thawed()._planned_live = value
+
+    @property
+    def _projection(self) -> ProjectionLog:
+        return self._thawed()._projection_live
+
+    @_projection.setter
+    def _projection(self, value: ProjectionLog) -> None:
+        self._thawed()._projection_live = value
+
+    def _thawed(self) -> MemberWorkflow:
+        if self._dormant is not None:
+            dormant, self._dormant = messages.thaw(self._dormant), None
+            self._state_live, self._projection_live = dormant.state, dormant.projection
+            self._planned_live = {t.key: t for t in dormant.planned}
+        return self
+
+    def _freeze(self) -> None:
+        if self._dormant is None:
+            self._dormant = messages.freeze(self._state_live, tuple(self._planned_live.values()),
+                                            self._projection_live)
+            del self._state_live, self._planned_live, self._projection_live
 
     @workflow.signal
     def event(self, event: MemberEvent) -> None:
@@ -175,11 +221,11 @@ class MemberWorkflow:
         self._ingress_logs = self._exact and self._patched(INGRESS_LOG_PATCH)
         self._configured = self._exact and self._patched(CONFIG_PATCH)
         self._next_touch_in_read_model = self._configured and self._patched(NEXT_TOUCH_PATCH)
-        carried = input.state is not None
+        carried = self._carried
         budgeted = self._next_touch_in_read_model and self._patched(HISTORY_BUDGET_PATCH)
         self._lean = budgeted and self._patched(LEAN_PATCH)
         born_at_bytes = workflow.info().get_current_history_size()
-        if self._exact and input.restore and input.state is None:
+        if self._exact and input.restore and not carried:
             self._choose_rules(carried)
             await self._restore()
         published = _current_search_attributes()
@@ -410,6 +456,7 @@ class MemberWorkflow:
             self._timer = asyncio.ensure_future(workflow.sleep(delay))
             self._timer_at = self._wake_at
         timer = self._timer
+        self._freeze()
         await workflow.wait_condition(
             lambda: bool(self._inbox) or (timer is not None and timer.done())
             or workflow.info().is_continue_as_new_suggested()
