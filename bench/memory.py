@@ -48,7 +48,7 @@ GC_TARGET_MS, GC_TARGET_AT = 500.0, 10_000  # issue 14: longest GC pause < 0.5 s
 SIZES, QUICK_SIZES = (1_000, 5_000, 10_000), (200, 500)
 WARM_UP = 10
 CONCURRENCY = 64  # members signalled at once (each member's two events in order)
-BUDGET = 480.0  # seconds for all sizes; a slower machine reports the sizes it reached in time
+BUDGET = 600.0  # seconds for all sizes; a slower machine reports the sizes it reached in time
 
 
 @dataclass
