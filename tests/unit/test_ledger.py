@@ -8,7 +8,6 @@ pure core the way the workflow drives it (tests/simulate.py).
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from datetime import timedelta
 
