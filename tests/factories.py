@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from activities.contacts import CHANNEL_OF_FIELD
-from workflows.events import MemberEvent, parse_event
+from workflows.events import Channel, MemberEvent, parse_event
 
 JST = ZoneInfo("Asia/Tokyo")
 _ids = itertools.count(1)
@@ -36,7 +36,7 @@ def registered(member_id: str, at: datetime, *, line=True, email=True, sales_cha
     e = event("member_registered", member_id, at, sales_channel=sales_channel,
               consent={"email": email, "line": line, "sms": False, "push": False, "dm": True},
               contact=contact_for(member_id, reachable))
-    return e.model_copy(update={"reachable": frozenset(reachable)})
+    return e.model_copy(update={"reachable": frozenset(Channel(c) for c in reachable)})
 
 
 def order(member_id: str, at: datetime, order_id: str, *, role="main", days_supply=30,
