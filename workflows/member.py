@@ -115,6 +115,20 @@ def channel_queue(task_queue: str, channel: Channel) -> str:
     return f"{task_queue}.{channel.value}"
 
 
+class _Thawed:
+    """A MemberWorkflow attribute kept in ``NAME_live`` and thawed from the run's frozen blob on
+    first use in an activation (``MemberWorkflow._freeze``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._live = f"{name}_live"
+
+    def __get__(self, run, owner: type | None = None):
+        return getattr(run._thawed(), self._live)
+
+    def __set__(self, run, value) -> None:
+        setattr(run._thawed(), self._live, value)
+
+
 @workflow.defn
 class MemberWorkflow:
     @workflow.init
@@ -148,29 +162,9 @@ class MemberWorkflow:
 
     # The member's state, planned touches and projection bookkeeping: live during an
     # activation, a deflated blob (messages.freeze) while the run waits in the worker's cache.
-    @property
-    def _state(self) -> MemberState:
-        return self._thawed()._state_live
-
-    @_state.setter
-    def _state(self, value: MemberState) -> None:
-        self._thawed()._state_live = value
-
-    @property
-    def _planned(self) -> dict[str, PlannedTouch]:
-        return self._thawed()._planned_live
-
-    @_planned.setter
-    def _planned(self, value: dict[str, PlannedTouch]) -> None:
-        self._thawed()._planned_live = value
-
-    @property
-    def _projection(self) -> ProjectionLog:
-        return self._thawed()._projection_live
-
-    @_projection.setter
-    def _projection(self, value: ProjectionLog) -> None:
-        self._thawed()._projection_live = value
+    _state: MemberState = _Thawed()  # type: ignore[assignment]
+    _planned: dict[str, PlannedTouch] = _Thawed()  # type: ignore[assignment]
+    _projection: ProjectionLog = _Thawed()  # type: ignore[assignment]
 
     def _thawed(self) -> MemberWorkflow:
         if self._dormant is not None:
